@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Notes on the implementation.
+ *
+ * An operation inside a coroutine prepares one SQE whose user_data is a
+ * struct blk_op living on the coroutine's stack, yields, and is resumed
+ * by blk_op_complete(). Short reads and writes are continued in a loop,
+ * as the kernel may return them for large requests.
+ */
+#include "config.h"
+
+#include "blkfile.h"
+#include "write-log.h"
+
+#include "common/coroutine.h"
+#include "common/error.h"
+#include "common/ring.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct blk_op {
+    struct sd_io io;
+    struct coroutine *co;
+    int res;
+    bool done;
+};
+
+static void blk_op_complete(struct sd_io *io, int res)
+{
+    struct blk_op *op = (struct blk_op *)io;
+
+    op->res = res;
+    op->done = true;
+    co_enter(op->co);
+}
+
+static bool use_ring(const struct blkfile *f)
+{
+    return f->ring && co_in_coroutine();
+}
+
+/* Prepare an SQE on f's ring bound to op; -EAGAIN-free by construction. */
+static struct io_uring_sqe *blk_sqe(struct blkfile *f, struct blk_op *op)
+{
+    op->io.complete = blk_op_complete;
+    op->co = co_self();
+    op->done = false;
+    return sd_ring_get_sqe(f->ring, &op->io);
+}
+
+static int blk_wait(struct blk_op *op)
+{
+    while (!op->done)
+        co_yield();
+    return op->res;
+}
+
+static ssize_t blk_read_once(struct blkfile *f, void *buf, size_t len,
+                             uint64_t off)
+{
+    if (use_ring(f)) {
+        struct blk_op op;
+        struct io_uring_sqe *sqe = blk_sqe(f, &op);
+        if (!sqe)
+            return -EIO;
+        io_uring_prep_read(sqe, f->fd, buf, len, off);
+        return blk_wait(&op);
+    }
+    ssize_t n = pread(f->fd, buf, len, off);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t blk_write_once(struct blkfile *f, const void *buf, size_t len,
+                              uint64_t off)
+{
+    if (use_ring(f)) {
+        struct blk_op op;
+        struct io_uring_sqe *sqe = blk_sqe(f, &op);
+        if (!sqe)
+            return -EIO;
+        io_uring_prep_write(sqe, f->fd, buf, len, off);
+        return blk_wait(&op);
+    }
+    ssize_t n = pwrite(f->fd, buf, len, off);
+    return n < 0 ? -errno : n;
+}
+
+int blk_pread(struct blkfile *f, void *buf, size_t len, uint64_t off)
+{
+    char *p = buf;
+
+    while (len) {
+        size_t chunk = len > (1u << 30) ? (1u << 30) : len;
+        ssize_t n = blk_read_once(f, p, chunk, off);
+        if (n == -EINTR || n == -EAGAIN)
+            continue;
+        if (n < 0)
+            return (int)n;
+        if (n == 0) {           /* end of file: the rest reads as zeros */
+            memset(p, 0, len);
+            return 0;
+        }
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int blk_pread_exact(struct blkfile *f, void *buf, size_t len, uint64_t off)
+{
+    uint64_t size;
+    int ret = blk_get_size(f, &size);
+
+    if (ret < 0)
+        return ret;
+    if (off > size || len > size - off)
+        return -EIO;
+    return blk_pread(f, buf, len, off);
+}
+
+int blk_pwrite(struct blkfile *f, const void *buf, size_t len, uint64_t off)
+{
+    const char *p = buf;
+    const uint64_t start = off;
+    const size_t total = len;
+
+    if (!f->writable)
+        return -EPERM;
+    while (len) {
+        size_t chunk = len > (1u << 30) ? (1u << 30) : len;
+        ssize_t n = blk_write_once(f, p, chunk, off);
+        if (n == -EINTR || n == -EAGAIN)
+            continue;
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            return -EIO;
+        p += n;
+        off += n;
+        len -= n;
+    }
+    if (f->log)
+        write_log_append(f->log, WLOG_WRITE, start, total, buf);
+    return 0;
+}
+
+static int blk_fallocate(struct blkfile *f, int mode, uint64_t off,
+                         uint64_t len)
+{
+    if (use_ring(f)) {
+        struct blk_op op;
+        struct io_uring_sqe *sqe = blk_sqe(f, &op);
+        if (!sqe)
+            return -EIO;
+        io_uring_prep_fallocate(sqe, f->fd, mode, off, len);
+        return blk_wait(&op);
+    }
+    return fallocate(f->fd, mode, off, len) < 0 ? -errno : 0;
+}
+
+static int blk_write_zeros(struct blkfile *f, uint64_t off, uint64_t len)
+{
+    enum { ZBUF = 1 << 20 };
+    void *zeros = calloc(1, ZBUF);
+    int ret = 0;
+
+    if (!zeros)
+        return -ENOMEM;
+    while (len && ret == 0) {
+        size_t n = len < ZBUF ? len : ZBUF;
+        ret = blk_pwrite(f, zeros, n, off);
+        off += n;
+        len -= n;
+    }
+    free(zeros);
+    return ret;
+}
+
+int blk_zero_range(struct blkfile *f, uint64_t off, uint64_t len, bool punch)
+{
+    int ret;
+
+    if (!f->writable)
+        return -EPERM;
+    if (!len)
+        return 0;
+    if (f->is_blockdev) {
+        ret = blk_fallocate(f, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                            off, len);
+    } else if (punch) {
+        ret = blk_fallocate(f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                            off, len);
+        if (ret == -EOPNOTSUPP)
+            ret = blk_fallocate(f, FALLOC_FL_ZERO_RANGE, off, len);
+    } else {
+        ret = blk_fallocate(f, FALLOC_FL_ZERO_RANGE, off, len);
+    }
+    if (ret == -EOPNOTSUPP || ret == -EINVAL)
+        return blk_write_zeros(f, off, len);
+    if (ret == 0 && f->log)
+        write_log_append(f->log, WLOG_ZERO, off, len, NULL);
+    return ret;
+}
+
+int blk_flush(struct blkfile *f)
+{
+    if (!f->writable)
+        return 0;
+    if (f->log)
+        write_log_append(f->log, WLOG_FLUSH, 0, 0, NULL);
+    if (use_ring(f)) {
+        struct blk_op op;
+        struct io_uring_sqe *sqe = blk_sqe(f, &op);
+        if (!sqe)
+            return -EIO;
+        io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
+        return blk_wait(&op);
+    }
+    return fdatasync(f->fd) < 0 ? -errno : 0;
+}
+
+int blk_truncate(struct blkfile *f, uint64_t size)
+{
+    if (!f->writable)
+        return -EPERM;
+    if (f->is_blockdev)
+        return -ENOTSUP;
+    if (ftruncate(f->fd, (off_t)size) < 0)
+        return -errno;
+    if (f->log)
+        write_log_append(f->log, WLOG_TRUNCATE, size, 0, NULL);
+    return 0;
+}
+
+int blk_get_size(struct blkfile *f, uint64_t *size)
+{
+    struct stat st;
+
+    if (f->is_blockdev) {
+        uint64_t bytes;
+        if (ioctl(f->fd, BLKGETSIZE64, &bytes) < 0)
+            return -errno;
+        *size = bytes;
+        return 0;
+    }
+    if (fstat(f->fd, &st) < 0)
+        return -errno;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int blk_allocated_bytes(struct blkfile *f, uint64_t *bytes)
+{
+    struct stat st;
+
+    if (fstat(f->fd, &st) < 0)
+        return -errno;
+    *bytes = (uint64_t)st.st_blocks * 512;
+    return 0;
+}
+
+int blk_open(struct blkfile **out, const char *path, unsigned flags,
+             struct sd_error *err)
+{
+    int oflags = O_CLOEXEC;
+    struct blkfile *f;
+    struct stat st;
+
+    if (flags & BLK_WRITABLE)
+        oflags |= O_RDWR;
+    else
+        oflags |= O_RDONLY;
+    if (flags & BLK_CREATE)
+        oflags |= O_CREAT | O_EXCL;
+    if (flags & BLK_DIRECT)
+        oflags |= O_DIRECT;
+
+    f = calloc(1, sizeof(*f));
+    if (!f)
+        return sd_error_set(err, -ENOMEM, "out of memory");
+    f->path = strdup(path);
+    if (!f->path) {
+        free(f);
+        return sd_error_set(err, -ENOMEM, "out of memory");
+    }
+    f->fd = open(path, oflags, 0644);
+    if (f->fd < 0) {
+        int e = -errno;
+        free(f->path);
+        free(f);
+        return sd_error_set(err, e, "could not open '%s': %s", path,
+                            strerror(-e));
+    }
+    if (fstat(f->fd, &st) < 0) {
+        int e = -errno;
+        blk_close(f);
+        return sd_error_set(err, e, "could not stat '%s': %s", path,
+                            strerror(-e));
+    }
+    f->writable = flags & BLK_WRITABLE;
+    f->direct = flags & BLK_DIRECT;
+    f->is_blockdev = S_ISBLK(st.st_mode);
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
+    if (f->writable)
+        f->log = write_log_open_from_env();
+    *out = f;
+    return 0;
+}
+
+void blk_close(struct blkfile *f)
+{
+    if (!f)
+        return;
+    if (f->fd >= 0)
+        close(f->fd);
+    write_log_close(f->log);
+    free(f->path);
+    free(f);
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * blkfile: every byte the image engine reads or writes goes through here.
+ *
+ * Inside a coroutine an operation is an io_uring SQE on the file's ring
+ * and the coroutine yields until its CQE arrives; outside any coroutine
+ * (tools, open-time header parsing) it is a plain system call. Either way
+ * the caller sees 0 or a negative errno.
+ *
+ * Test mode: when the environment variable SENDENSE_WRITE_LOG names a
+ * file, every write, zero-range, truncate and flush on a writable file is
+ * appended to that log (see write-log.h) so that the power-loss test can
+ * rebuild the file as it may have been on disk at any moment.
+ */
+#ifndef SENDENSE_BLKFILE_H
+#define SENDENSE_BLKFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct sd_ring;
+struct sd_error;
+struct write_log;
+
+struct blkfile {
+    int fd;
+    char *path;
+    bool writable;
+    bool direct;               /* opened O_DIRECT: buffers must be aligned */
+    bool is_blockdev;
+    dev_t dev;
+    ino_t ino;
+    struct sd_ring *ring;      /* ring used inside coroutines; may be NULL */
+    struct write_log *log;     /* test mode only */
+};
+
+enum blk_open_flags {
+    BLK_WRITABLE = 1 << 0,
+    BLK_DIRECT   = 1 << 1,
+    BLK_CREATE   = 1 << 2,     /* create, fail if it exists */
+};
+
+int blk_open(struct blkfile **out, const char *path, unsigned flags,
+             struct sd_error *err);
+void blk_close(struct blkfile *f);
+
+/* Read len bytes; bytes past the end of the file read as zeros. */
+int blk_pread(struct blkfile *f, void *buf, size_t len, uint64_t off);
+/* Read exactly len bytes or fail with -EIO (for metadata). */
+int blk_pread_exact(struct blkfile *f, void *buf, size_t len, uint64_t off);
+int blk_pwrite(struct blkfile *f, const void *buf, size_t len, uint64_t off);
+/* Make the range read as zeros; punch a hole when punch is true. */
+int blk_zero_range(struct blkfile *f, uint64_t off, uint64_t len, bool punch);
+int blk_flush(struct blkfile *f);
+int blk_truncate(struct blkfile *f, uint64_t size);
+int blk_get_size(struct blkfile *f, uint64_t *size);
+/* Bytes allocated on the host (st_blocks * 512). */
+int blk_allocated_bytes(struct blkfile *f, uint64_t *bytes);
+
+#endif
