@@ -47,6 +47,9 @@ struct sd_img {
     int lock_fd;               /* fd holding inter-process locks, or -1 */
 };
 
+/* qcow2-io.c: unallocate this layer's clusters of a range (make_empty). */
+int qcow2_make_empty_range(struct sd_img *img, uint64_t off, uint64_t len);
+
 extern const struct sd_backend_ops sd_raw_ops;
 extern const struct sd_backend_ops sd_qcow2_ops;
 

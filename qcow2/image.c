@@ -8,6 +8,7 @@
 
 #include "image-internal.h"
 #include "lock.h"
+#include "qcow2-check.h"
 
 #include "common/coroutine.h"
 #include "common/ring.h"
@@ -439,4 +440,84 @@ int sd_img_block_status(struct sd_img *img, uint64_t off, uint64_t len,
     struct sd_img_req r = { .type = SD_REQ_BLOCK_STATUS, .offset = off,
                             .length = len, .extent = ext };
     return run_sync(img, &r);
+}
+
+int sd_img_create(const char *path, const struct sd_img_create_opts *opts,
+                  struct sd_error *err)
+{
+    sd_error_clear(err);
+    if (opts->format == SD_FMT_RAW) {
+        if (opts->backing_file)
+            return sd_error_set(err, -EINVAL, "raw images have no backing "
+                                "file");
+        return raw_create(path, opts->size, err);
+    }
+    return qcow2_create(path, opts, err);
+}
+
+struct co_call {
+    int (*fn)(struct sd_img *img, void *arg);
+    struct sd_img *img;
+    void *arg;
+    bool done;
+    int ret;
+};
+
+static void co_call_entry(void *opaque)
+{
+    struct co_call *c = opaque;
+
+    c->ret = c->fn(c->img, c->arg);
+    c->done = true;
+}
+
+/* Run fn in a coroutine on img's ring and wait for it (tools only). */
+static int run_in_coroutine(struct sd_img *img,
+                            int (*fn)(struct sd_img *img, void *arg),
+                            void *arg)
+{
+    struct co_call c = { fn, img, arg, false, 0 };
+    struct coroutine *co;
+
+    if (co_in_coroutine())
+        return fn(img, arg);
+    co = co_create(co_call_entry, &c);
+    if (!co)
+        return -ENOMEM;
+    co_enter(co);
+    while (!c.done) {
+        if (co_run_ready())
+            continue;
+        if (!img->ring)
+            return -EDEADLK;
+        int ret = sd_ring_run_once(img->ring, true);
+        if (ret < 0)
+            return ret;
+    }
+    return c.ret;
+}
+
+static int make_empty_co(struct sd_img *img, void *arg)
+{
+    uint64_t off = 0, step = 1ull << 30;
+    int ret = 0;
+
+    (void)arg;
+    while (off < img->size && ret == 0) {
+        uint64_t n = img->size - off < step ? img->size - off : step;
+        ret = img->ops == &sd_qcow2_ops
+              ? qcow2_make_empty_range(img, off, n)
+              : -ENOTSUP;
+        off += n;
+    }
+    if (ret == 0)
+        ret = img->ops->co_flush(img);
+    return ret;
+}
+
+int sd_img_make_empty(struct sd_img *img)
+{
+    if (!img->writable)
+        return -EPERM;
+    return run_in_coroutine(img, make_empty_co, NULL);
 }

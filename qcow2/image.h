@@ -162,6 +162,15 @@ int sd_img_flush(struct sd_img *img);
 int sd_img_block_status(struct sd_img *img, uint64_t off, uint64_t len,
                         struct sd_extent *ext);
 
+/* Point a qcow2 image's header at another backing file (NULL: none).
+ * The open chain is not changed: reopen the image to use the new one. */
+int sd_img_set_backing(struct sd_img *img, const char *backing_file,
+                       const char *backing_format, struct sd_error *err);
+
+/* Make every cluster of the image's own layer unallocated, so the image
+ * reads as its backing chain (what commit does to the top afterwards). */
+int sd_img_make_empty(struct sd_img *img);
+
 /* Create an image. */
 struct sd_img_create_opts {
     enum sd_img_format format;     /* RAW or QCOW2 */

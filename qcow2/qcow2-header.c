@@ -402,7 +402,7 @@ static void put_fixed(uint8_t *b, const struct qcow2_header *h)
 }
 
 static int put_extensions(uint8_t *buf, uint64_t cap, uint64_t *off,
-                          const struct qcow2_header *h)
+                          const struct qcow2_header *h, bool feature_table)
 {
     int ret = 0;
 
@@ -412,7 +412,7 @@ static int put_extensions(uint8_t *buf, uint64_t cap, uint64_t *off,
     if (!ret && h->data_file)
         ret = put_ext(buf, cap, off, QCOW2_EXT_DATA_FILE, h->data_file,
                       strlen(h->data_file));
-    if (!ret && h->version >= 3)
+    if (!ret && h->version >= 3 && feature_table)
         ret = put_feature_table(buf, cap, off);
     for (const struct qcow2_ext *e = h->unknown_exts; e && !ret; e = e->next)
         ret = put_ext(buf, cap, off, e->type, e->data, e->len);
@@ -433,8 +433,18 @@ int qcow2_header_write(struct blkfile *f, const struct qcow2_header *h_in,
         return sd_error_set(err, -ENOMEM, "out of memory");
     off = h.header_length;
     /* v2 has no room for extensions it does not know of but the
-     * backing format; it still accepts them in the same area. */
-    ret = put_extensions(buf, cs, &off, &h);
+     * backing format; it still accepts them in the same area. The feature
+     * name table is optional: with 512-byte clusters it does not fit
+     * beside a v3 header, and is left out (as qemu does). */
+    ret = put_extensions(buf, cs, &off, &h, true);
+    if (ret == 0 && h.backing_file &&
+        off + strlen(h.backing_file) > cs)
+        ret = -ENOSPC;
+    if (ret == -ENOSPC) {
+        memset(buf, 0, cs);
+        off = h.header_length;
+        ret = put_extensions(buf, cs, &off, &h, false);
+    }
     if (ret == 0 && h.version < 3 && (h.backing_format || h.unknown_exts))
         ret = put_ext(buf, cs, &off, QCOW2_EXT_END, NULL, 0);
     if (ret == 0 && h.backing_file) {
