@@ -30,6 +30,8 @@ struct sd_backend_ops {
                            struct sd_extent *ext);
     void (*get_caps)(const struct sd_img *img, struct sd_img_caps *caps);
     int (*get_info)(struct sd_img *img, struct sd_img_info *info);
+    /* Optional: record in the file that the image is corrupt. */
+    void (*mark_corrupt)(struct sd_img *img);
 };
 
 struct sd_img {

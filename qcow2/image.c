@@ -226,6 +226,8 @@ int sd_img_set_corrupt(struct sd_img *img, const char *fmt, ...)
         msg = NULL;
     va_end(ap);
     img->corrupt_reason = msg ? msg : strdup("image is corrupt");
+    if (img->writable && img->ops->mark_corrupt)
+        img->ops->mark_corrupt(img);
     return -EIO;
 }
 

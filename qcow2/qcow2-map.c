@@ -148,6 +148,18 @@ static int classify(struct sd_img *img, uint64_t entry, uint64_t bitmap,
     if (off & (s->cluster_size - 1))
         return sd_img_set_corrupt(img, "L2 entry 0x%llx is not cluster "
                                   "aligned", (unsigned long long)entry);
+    if (off && off >= s->file_end && !img->writable) {
+        /* Another process may be growing a file we only inspect. */
+        uint64_t size;
+        if (blk_get_size(img->file, &size) == 0 && size > s->file_end)
+            s->file_end = (size + s->cluster_size - 1) & ~(s->cluster_size - 1);
+    }
+    if (off && off >= s->file_end)
+        return sd_img_set_corrupt(img, "L2 entry points to 0x%llx, past the "
+                                  "end of the file",
+                                  (unsigned long long)off);
+    if (off && off < s->cluster_size)
+        return sd_img_set_corrupt(img, "L2 entry points into the header");
     if (!s->ext_l2) {
         if ((entry & QCOW2_OFLAG_ZERO) && s->h.version >= 3)
             *type = QC_ZERO;

@@ -337,6 +337,19 @@ int sd_img_set_backing(struct sd_img *img, const char *backing_file,
     return ret;
 }
 
+/* Like qemu, set the corrupt bit so no tool writes the image again before
+ * someone looks at it. Best effort: the image already refuses writes. */
+static void qcow2_mark_corrupt(struct sd_img *img)
+{
+    struct qcow2_state *s = qcow2_state(img);
+
+    if (!s || s->h.version < 3)
+        return;
+    s->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
+    if (qcow2_header_write(img->file, &s->h, NULL) == 0)
+        (void)blk_flush(img->file);
+}
+
 const struct sd_backend_ops sd_qcow2_ops = {
     .name = "qcow2",
     .open = qcow2_open,
@@ -349,4 +362,5 @@ const struct sd_backend_ops sd_qcow2_ops = {
     .co_block_status = qcow2_co_block_status,
     .get_caps = qcow2_get_caps,
     .get_info = qcow2_get_info,
+    .mark_corrupt = qcow2_mark_corrupt,
 };
