@@ -26,6 +26,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+enum { BLK_ASYNC_MIN = 128 * 1024 };
+
 struct blk_op {
     struct sd_io io;
     struct coroutine *co;
@@ -56,6 +58,15 @@ static struct io_uring_sqe *blk_sqe(struct blkfile *f, struct blk_op *op)
     return sd_ring_get_sqe(f->ring, &op->io);
 }
 
+/* Large buffered copies run inline in io_uring_enter() and so on one
+ * core; handing them to the kernel's workers lets several proceed at once
+ * on every core. Small ones are cheaper inline. */
+static void blk_maybe_async(struct io_uring_sqe *sqe, size_t len)
+{
+    if (len >= BLK_ASYNC_MIN)
+        sqe->flags |= IOSQE_ASYNC;
+}
+
 static int blk_wait(struct blk_op *op)
 {
     while (!op->done)
@@ -72,6 +83,7 @@ static ssize_t blk_read_once(struct blkfile *f, void *buf, size_t len,
         if (!sqe)
             return -EIO;
         io_uring_prep_read(sqe, f->fd, buf, len, off);
+        blk_maybe_async(sqe, len);
         return blk_wait(&op);
     }
     ssize_t n = pread(f->fd, buf, len, off);
@@ -87,6 +99,7 @@ static ssize_t blk_write_once(struct blkfile *f, const void *buf, size_t len,
         if (!sqe)
             return -EIO;
         io_uring_prep_write(sqe, f->fd, buf, len, off);
+        blk_maybe_async(sqe, len);
         return blk_wait(&op);
     }
     ssize_t n = pwrite(f->fd, buf, len, off);

@@ -42,6 +42,19 @@ struct cluster_plan {
     uint64_t alloc_mask;     /* ext: subclusters allocated afterwards */
 };
 
+/* Every guest data write goes through here: a data cluster that sits on
+ * the header, L1 or refcount table means a corrupt L2 entry, and writing
+ * would destroy the metadata. */
+static int data_pwrite(struct sd_img *img, const void *buf, uint64_t len,
+                       uint64_t host)
+{
+    if (qcow2_overlaps_fixed_metadata(img, host, len))
+        return sd_img_set_corrupt(img, "preventing a data write at 0x%llx "
+                                  "that overlaps image metadata",
+                                  (unsigned long long)host);
+    return blk_pwrite(img->file, buf, len, host);
+}
+
 /* -- in-flight guest ranges ------------------------------------------ */
 
 static struct qcow2_inflight *inflight_find(struct qcow2_state *s,
@@ -250,7 +263,7 @@ static int write_planned(struct sd_img *img, const struct cluster_plan *p,
     int ret;
 
     if (p->f_lo == p->w_lo && p->f_hi == p->w_hi)
-        return blk_pwrite(img->file, src, flen, p->host + p->f_lo);
+        return data_pwrite(img, src, flen, p->host + p->f_lo);
     bounce = malloc(flen);
     if (!bounce)
         return -ENOMEM;
@@ -266,7 +279,7 @@ static int write_planned(struct sd_img *img, const struct cluster_plan *p,
                        bounce + (p->w_hi - p->f_lo), dec);
     if (ret == 0) {
         memcpy(bounce + (p->w_lo - p->f_lo), src, p->w_hi - p->w_lo);
-        ret = blk_pwrite(img->file, bounce, flen, p->host + p->f_lo);
+        ret = data_pwrite(img, bounce, flen, p->host + p->f_lo);
     }
     free(dec);
     free(bounce);
@@ -296,7 +309,7 @@ static int write_data(struct sd_img *img, const struct cluster_plan *plans,
         if (j > i + 1) {
             const struct cluster_plan *last = &plans[j - 1];
             uint64_t bytes = last->host + last->w_hi - (p->host + p->w_lo);
-            ret = blk_pwrite(img->file, buf + (p->guest + p->w_lo - req_off),
+            ret = data_pwrite(img, buf + (p->guest + p->w_lo - req_off),
                              bytes, p->host + p->w_lo);
         } else {
             ret = write_planned(img, p, buf, req_off);
@@ -405,7 +418,7 @@ int qcow2_co_write(struct sd_img *img, const void *buf, uint64_t off,
             return ret;
         uint64_t n = m.bytes;
         if (m.type == QC_NORMAL && m.copied) {
-            ret = blk_pwrite(img->file, p, n, m.host_off);
+            ret = data_pwrite(img, p, n, m.host_off);
         } else {
             uint64_t table_end = (off | (table_span - 1)) + 1;
             if (n > table_end - off)

@@ -95,6 +95,11 @@ static int cache_load(struct sd_img *img, struct qcow2_cache *c,
         memset(e->data, 0, c->table_size);
         return 0;
     }
+    /* A table read from the file must not sit on other metadata, or
+     * writing it back later would destroy that. */
+    if (qcow2_overlaps_metadata(img, e->offset, c->table_size, e->offset))
+        return sd_img_set_corrupt(img, "%s at 0x%llx overlaps other metadata",
+                                  c->what, (unsigned long long)e->offset);
     e->loading = true;
     ret = blk_pread_exact(img->file, e->data, c->table_size, e->offset);
     e->loading = false;
@@ -181,7 +186,7 @@ static int cache_write_once(struct sd_img *img, struct qcow2_cache *c,
         e->disk_gen = snap;
         return 0;
     }
-    if (qcow2_overlaps_metadata(img, e->offset + lo, hi - lo, e->offset))
+    if (qcow2_overlaps_fixed_metadata(img, e->offset + lo, hi - lo))
         return sd_img_set_corrupt(img, "preventing a write of a %s at 0x%llx "
                                   "that overlaps other metadata", c->what,
                                   (unsigned long long)e->offset);

@@ -108,7 +108,7 @@ struct checker {
     struct rb_cache rb;
     uint8_t *l2buf;
     uint64_t l2_visits_left;
-    uint64_t next_contiguous;  /* for fragmentation, active L1 only */
+    uint64_t next_contiguous;  /* fragmentation, within one active L2 */
     bool counts_saturated;
     bool l2_cap_reported;
     struct qcow2_check_result *res;
@@ -382,7 +382,7 @@ static void check_subclusters(struct checker *c, uint64_t e, uint64_t bitmap)
     uint32_t alloc = bitmap & 0xffffffffu, zero = bitmap >> 32;
     uint64_t off = e & QCOW2_L2_OFFSET_MASK;
 
-    if (alloc & zero)
+    if (off && (alloc & zero))
         CORRUPTION(c, "ERROR offset=%llx: Allocated cluster has corrupted "
                    "subcluster allocation bitmap (alloc=0x%08x zero=0x%08x)",
                    (unsigned long long)off, alloc, zero);
@@ -436,6 +436,9 @@ static void check_l2_table(struct checker *c, uint64_t l2_off, bool active)
                     (unsigned long long)l2_off, strerror(-ret));
         return;
     }
+    /* Like qemu-img, a cluster counts as fragmented when it does not
+     * follow the previous one of the same L2 table. */
+    c->next_contiguous = 0;
     for (uint64_t j = 0; j < c->l2_entries; j++) {
         const uint8_t *p = c->l2buf + j * entry_bytes;
         uint64_t e = get64(p), bitmap = c->extl2 ? get64(p + 8) : 0;

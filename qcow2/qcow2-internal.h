@@ -162,7 +162,10 @@ int qcow2_apply_frees(struct sd_img *img, struct qcow2_free_range *r,
                       size_t nr);
 /* On close: give back reserved clusters never used. */
 int qcow2_release_reservation(struct sd_img *img);
-/* Does a metadata write to [off, off+len) overlap other metadata? */
+/* Does [off, off+len) overlap metadata? The fixed check covers header,
+ * L1 and refcount table (cheap); the full one every table as well. */
+bool qcow2_overlaps_fixed_metadata(struct sd_img *img, uint64_t off,
+                                   uint64_t len);
 bool qcow2_overlaps_metadata(struct sd_img *img, uint64_t off, uint64_t len,
                              uint64_t allowed_table);
 

@@ -499,8 +499,11 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
     return a < b + blen && b < a + alen;
 }
 
-bool qcow2_overlaps_metadata(struct sd_img *img, uint64_t off, uint64_t len,
-                             uint64_t allowed_table)
+/* Overlap with the structures at fixed places: header, L1 table,
+ * refcount table. Constant time: done before every metadata and data
+ * write. */
+bool qcow2_overlaps_fixed_metadata(struct sd_img *img, uint64_t off,
+                                   uint64_t len)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t cs = s->cluster_size;
@@ -510,8 +513,20 @@ bool qcow2_overlaps_metadata(struct sd_img *img, uint64_t off, uint64_t len,
     if (s->l1_size && ranges_overlap(off, len, s->h.l1_table_offset,
                                      s->l1_size * 8ull))
         return true;
-    if (ranges_overlap(off, len, s->h.refcount_table_offset,
-                       s->h.refcount_table_clusters * cs))
+    return ranges_overlap(off, len, s->h.refcount_table_offset,
+                          s->h.refcount_table_clusters * cs);
+}
+
+/* Full check against every refcount block and L2 table too, except the
+ * table at allowed_table. Linear in the table counts: done when a table
+ * is first loaded, so tables read from the file can be trusted later. */
+bool qcow2_overlaps_metadata(struct sd_img *img, uint64_t off, uint64_t len,
+                             uint64_t allowed_table)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t cs = s->cluster_size;
+
+    if (qcow2_overlaps_fixed_metadata(img, off, len))
         return true;
     for (uint64_t i = 0; i < s->reftable_entries; i++) {
         uint64_t b = s->reftable[i];
