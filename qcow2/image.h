@@ -116,6 +116,7 @@ struct sd_img_info {
     bool extended_l2;
     bool lazy_refcounts;
     bool corrupt;
+    bool dirty;                  /* lazy refcounts not written back */
     const char *backing_file;    /* as written in the header, or NULL */
     const char *backing_format;  /* from the header extension, or NULL */
     const char *compression_type; /* "zlib" or "zstd" */

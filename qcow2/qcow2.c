@@ -295,6 +295,7 @@ static int qcow2_get_info(struct sd_img *img, struct sd_img_info *info)
     info->lazy_refcounts = s->h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS;
     info->corrupt = (s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT) ||
                     img->corrupt_reason;
+    info->dirty = s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
     info->backing_file = s->h.backing_file;
     info->backing_format = s->h.backing_format;
     info->compression_type = s->h.compression_type == QCOW2_COMPRESS_ZSTD
