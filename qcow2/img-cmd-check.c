@@ -10,12 +10,15 @@
 
 #include "img-cli.h"
 #include "qcow2-check.h"
+#include "lock.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 static const char usage[] =
     "Usage: " CLI_PROG " check [--json | --output=json|human] [-f FMT]\n"
@@ -28,7 +31,8 @@ static const char usage[] =
     "  -f FMT                  qcow2 (raw images cannot be checked)\n"
     "  -r leaks|all            repair leaked clusters (corruptions are\n"
     "                          reported, never repaired)\n"
-    "  -U, --force-share       accepted for qemu-img compatibility\n";
+    "  -U, --force-share       check an image another process has open\n"
+    "                          (not with -r)\n";
 
 enum {
     EXIT_CLEAN = 0,
@@ -42,6 +46,7 @@ struct check_args {
     enum cli_output output;
     enum sd_img_format format;
     bool repair;
+    bool force_share;
     const char *file;
 };
 
@@ -78,6 +83,7 @@ static int parse_args(int argc, char **argv, struct check_args *a)
             a->repair = true;
             break;
         case 'U':
+            a->force_share = true;
             break;
         default:
             return cli_bad_option("check", c, argv);
@@ -222,6 +228,27 @@ static int ensure_qcow2(const struct check_args *a)
     return 0;
 }
 
+/* Like qemu-img: refuse to check an image another process writes (its
+ * refcounts are moving), and to repair one anybody else has open. */
+static int lock_for_check(const struct check_args *a, int *fd, int *lock_fd)
+{
+    struct sd_error err = { 0 };
+
+    *fd = *lock_fd = -1;
+    if (a->force_share && !a->repair)
+        return 0;
+    *fd = open(a->file, a->repair ? O_RDWR | O_CLOEXEC : O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return cli_fail("check: could not open '%s': %s", a->file,
+                        strerror(errno));
+    if (img_lock_acquire(*fd, a->file, a->repair, lock_fd, &err) < 0) {
+        close(*fd);
+        *fd = -1;
+        return cli_fail("check: %s", err.msg);
+    }
+    return 0;
+}
+
 static int check_run(int argc, char **argv)
 {
     struct check_args a = { .output = CLI_OUT_HUMAN };
@@ -234,9 +261,16 @@ static int check_run(int argc, char **argv)
         ret = ensure_qcow2(&a);
     if (ret != 0)
         return ret;
+    int fd, lock_fd;
+    ret = lock_for_check(&a, &fd, &lock_fd);
+    if (ret != 0)
+        return ret;
     opts.repair_leaks = a.repair;
     memset(&res, 0, sizeof(res));
     ret = qcow2_check(a.file, &opts, &res, &err);
+    img_lock_release(lock_fd);
+    if (fd >= 0)
+        close(fd);
     if (ret < 0) {
         qcow2_check_result_free(&res);
         return cli_fail("check: %s: %s", a.file,

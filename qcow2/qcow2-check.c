@@ -305,8 +305,9 @@ static int load_reftable(struct checker *c)
 /* Count the table and its blocks; forget entries that cannot be used. */
 static void check_reftable(struct checker *c)
 {
-    add_ref(c, c->h.refcount_table_offset,
-            (uint64_t)c->h.refcount_table_clusters * c->cs, OWN_REFTABLE);
+    (void)add_ref(c, c->h.refcount_table_offset,
+                  (uint64_t)c->h.refcount_table_clusters * c->cs,
+                  OWN_REFTABLE);
     for (uint64_t i = 0; i < c->reftable_entries; i++) {
         uint64_t e = c->reftable[i], off = e & QCOW2_REFT_OFFSET_MASK;
 
@@ -327,7 +328,7 @@ static void check_reftable(struct checker *c)
                        (unsigned long long)i);
             continue;
         }
-        add_ref(c, off, c->cs, OWN_REFBLOCK);
+        (void)add_ref(c, off, c->cs, OWN_REFBLOCK);
         c->reftable[i] = off;
     }
 }
@@ -367,7 +368,7 @@ static void check_compressed(struct checker *c, uint64_t e, uint64_t bitmap,
                    "allocation bitmap, entry=0x%llx",
                    (unsigned long long)e);
     qcow2_compressed_loc(e, c->cb, &host, &len);
-    add_ref(c, host, len, OWN_COMPRESSED);
+    (void)add_ref(c, host, len, OWN_COMPRESSED);
     if (active) {
         c->res->allocated_clusters++;
         c->res->compressed_clusters++;
@@ -579,8 +580,8 @@ static void check_snapshots(struct checker *c)
     }
     while (parsed < n && read_snapshot_entry(c, parsed, &pos, &snaps[parsed]))
         parsed++;
-    add_ref(c, c->h.snapshots_offset, pos - c->h.snapshots_offset,
-            OWN_SNAP_TABLE);
+    (void)add_ref(c, c->h.snapshots_offset, pos - c->h.snapshots_offset,
+                  OWN_SNAP_TABLE);
     for (unsigned i = 0; i < parsed; i++) {
         if (!snapshot_l1_valid(c, i, &snaps[i]) || !snaps[i].size)
             continue;
@@ -629,7 +630,7 @@ static void check_bitmap_table(struct checker *c, unsigned i,
                 CORRUPTION(c, "ERROR bitmap %u: data cluster 0x%llx is not "
                            "cluster aligned", i, (unsigned long long)data);
             else if (data)
-                add_ref(c, data, c->cs, OWN_BITMAP_DATA);
+                (void)add_ref(c, data, c->cs, OWN_BITMAP_DATA);
         }
     }
     free(chunk);
@@ -794,7 +795,7 @@ static void checker_close(struct checker *c)
 static void count_references(struct checker *c)
 {
     check_reftable(c);
-    add_ref(c, 0, c->cs, OWN_HEADER);
+    (void)add_ref(c, 0, c->cs, OWN_HEADER);
     check_active_l1(c);
     check_snapshots(c);
     check_bitmaps(c);
@@ -833,8 +834,8 @@ static int check_pass(const char *path, const struct qcow2_check_opts *opts,
         if (ret == 0)
             ret = blk_flush(c.f);
         if (ret < 0)
-            sd_error_set(err, ret, "could not write the repaired refcounts: "
-                         "%s", strerror(-ret));
+            ret = sd_error_set(err, ret, "could not write the repaired "
+                               "refcounts: %s", strerror(-ret));
     }
 out_close:
     checker_close(&c);
@@ -852,8 +853,9 @@ static void merge_recheck(struct qcow2_check_result *res,
     res->recheck_first_message = res->nb_messages;
     if (grown) {
         res->messages = grown;
-        memcpy(res->messages + res->nb_messages, again->messages,
-               again->nb_messages * sizeof(*grown));
+        if (again->nb_messages)
+            memcpy(res->messages + res->nb_messages, again->messages,
+                   again->nb_messages * sizeof(*grown));
         res->nb_messages += again->nb_messages;
         again->nb_messages = 0;
     }
@@ -869,6 +871,23 @@ static void merge_recheck(struct qcow2_check_result *res,
     qcow2_check_result_free(again);
 }
 
+/* The first pass's "Leaked cluster" lines read "Repairing cluster" once
+ * the repair is under way, as qemu-img prints them. */
+static void relabel_leaks(struct qcow2_check_result *res)
+{
+    static const char leaked[] = "Leaked ", repairing[] = "Repairing ";
+
+    for (size_t i = 0; i < res->nb_messages; i++) {
+        char *line = res->messages[i], *relabeled;
+        if (strncmp(line, leaked, strlen(leaked)) != 0 ||
+            asprintf(&relabeled, "%s%s", repairing,
+                     line + strlen(leaked)) < 0)
+            continue;
+        free(line);
+        res->messages[i] = relabeled;
+    }
+}
+
 static int repair_leaks(const char *path, const struct qcow2_check_opts *opts,
                         struct qcow2_check_result *res, struct sd_error *err)
 {
@@ -877,6 +896,7 @@ static int repair_leaks(const char *path, const struct qcow2_check_opts *opts,
 
     memset(&fix, 0, sizeof(fix));
     memset(&again, 0, sizeof(again));
+    relabel_leaks(res);
     ret = check_pass(path, opts, true, &fix, err);
     res->leaks_fixed = fix.leaks_fixed;
     qcow2_check_result_free(&fix);

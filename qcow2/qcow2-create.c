@@ -110,8 +110,8 @@ int raw_create(const char *path, uint64_t size, struct sd_error *err)
     } else {
         ret = blk_truncate(f, size);
         if (ret < 0)
-            sd_error_set(err, ret, "could not resize '%s': %s", path,
-                         strerror(-ret));
+            ret = sd_error_set(err, ret, "could not resize '%s': %s", path,
+                               strerror(-ret));
     }
     if (ret == 0)
         ret = finish_file(f, path, err);
@@ -214,7 +214,7 @@ static int probe_backing(const char *resolved, enum sd_img_format *fmt,
         return ret;
     ret = blk_pread(f, magic, sizeof(magic), 0);
     if (ret < 0) {
-        sd_error_set(err, ret, "could not read: %s", strerror(-ret));
+        ret = sd_error_set(err, ret, "could not read: %s", strerror(-ret));
         goto out_close;
     }
     is_qcow2 = magic[0] == 'Q' && magic[1] == 'F' && magic[2] == 'I' &&
