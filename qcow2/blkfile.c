@@ -213,12 +213,20 @@ int blk_zero_range(struct blkfile *f, uint64_t off, uint64_t len, bool punch)
         ret = blk_fallocate(f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                             off, len);
         if (ret == -EOPNOTSUPP)
-            ret = blk_fallocate(f, FALLOC_FL_ZERO_RANGE, off, len);
+            ret = blk_fallocate(f, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                                off, len);
     } else {
-        ret = blk_fallocate(f, FALLOC_FL_ZERO_RANGE, off, len);
+        ret = blk_fallocate(f, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                            off, len);
     }
-    if (ret == -EOPNOTSUPP || ret == -EINVAL)
-        return blk_write_zeros(f, off, len);
+    if (ret == -EOPNOTSUPP || ret == -EINVAL) {
+        /* Zeroing never grows a file: past its end it reads zeros. */
+        uint64_t size;
+        ret = blk_get_size(f, &size);
+        if (ret < 0 || off >= size)
+            return ret;
+        return blk_write_zeros(f, off, size - off < len ? size - off : len);
+    }
     if (ret == 0 && f->log)
         write_log_append(f->log, WLOG_ZERO, off, len, NULL);
     return ret;

@@ -253,8 +253,17 @@ static int plan_range(struct sd_img *img, uint64_t off, uint64_t len,
 
 /* -- the data phase ---------------------------------------------------- */
 
+static bool all_zero(const uint8_t *p, uint64_t len)
+{
+    return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
+/* Write one planned cluster. *barrier is set when the fill carried data
+ * that is not zero (backing, compressed or shared content): that data
+ * must be on disk before an L2 entry makes it visible, or a power cut
+ * could show zeros where the guest never wrote. */
 static int write_planned(struct sd_img *img, const struct cluster_plan *p,
-                         const uint8_t *buf, uint64_t req_off)
+                         const uint8_t *buf, uint64_t req_off, bool *barrier)
 {
     struct qcow2_state *s = qcow2_state(img);
     const uint8_t *src = buf + (p->guest + p->w_lo - req_off);
@@ -277,6 +286,9 @@ static int write_planned(struct sd_img *img, const struct cluster_plan *p,
     if (ret == 0 && p->w_hi < p->f_hi)
         ret = read_old(img, p, p->w_hi, p->f_hi - p->w_hi,
                        bounce + (p->w_hi - p->f_lo), dec);
+    if (ret == 0 && (!all_zero(bounce, p->w_lo - p->f_lo) ||
+                     !all_zero(bounce + (p->w_hi - p->f_lo), p->f_hi - p->w_hi)))
+        *barrier = true;
     if (ret == 0) {
         memcpy(bounce + (p->w_lo - p->f_lo), src, p->w_hi - p->w_lo);
         ret = data_pwrite(img, bounce, flen, p->host + p->f_lo);
@@ -289,7 +301,8 @@ static int write_planned(struct sd_img *img, const struct cluster_plan *p,
 /* Write all planned clusters, merging runs that need no fill and are
  * contiguous on the host into one write. */
 static int write_data(struct sd_img *img, const struct cluster_plan *plans,
-                      unsigned n, const uint8_t *buf, uint64_t req_off)
+                      unsigned n, const uint8_t *buf, uint64_t req_off,
+                      bool *barrier)
 {
     struct qcow2_state *s = qcow2_state(img);
 
@@ -312,7 +325,7 @@ static int write_data(struct sd_img *img, const struct cluster_plan *plans,
             ret = data_pwrite(img, buf + (p->guest + p->w_lo - req_off),
                              bytes, p->host + p->w_lo);
         } else {
-            ret = write_planned(img, p, buf, req_off);
+            ret = write_planned(img, p, buf, req_off, barrier);
         }
         if (ret < 0)
             return ret;
@@ -377,6 +390,24 @@ static int update_l2(struct sd_img *img, const struct cluster_plan *plans,
     return ret;
 }
 
+/* A zero (sub)cluster that keeps its host cluster may still hold old data
+ * there. Writing into it exposes the host bytes as soon as the L2 entry
+ * changes, so the new data must be on disk first. */
+static bool needs_barrier(const struct qcow2_state *s,
+                          const struct cluster_plan *plans, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        const struct cluster_plan *p = &plans[i];
+        if (p->new_host)
+            continue;
+        if (!s->ext_l2 && (p->old_entry & QCOW2_OFLAG_ZERO))
+            return true;
+        if (s->ext_l2 && ((p->old_bitmap >> 32) & p->alloc_mask))
+            return true;
+    }
+    return false;
+}
+
 /* Allocating write of [off, off+len), within one L2 table. */
 static int alloc_write(struct sd_img *img, const uint8_t *buf, uint64_t off,
                        uint64_t len)
@@ -395,8 +426,11 @@ static int alloc_write(struct sd_img *img, const uint8_t *buf, uint64_t off,
     co_mutex_lock(&s->alloc_lock);
     ret = plan_range(img, off, len, plans, n);
     co_mutex_unlock(&s->alloc_lock);
+    bool barrier = needs_barrier(s, plans, n);
     if (ret == 0)
-        ret = write_data(img, plans, n, buf, off);
+        ret = write_data(img, plans, n, buf, off, &barrier);
+    if (ret == 0 && barrier)
+        ret = blk_flush(img->file);
     if (ret == 0)
         ret = update_l2(img, plans, n);
     inflight_end(s, &me);
@@ -444,7 +478,8 @@ int qcow2_co_write(struct sd_img *img, const void *buf, uint64_t off,
  * the cluster) becomes zero (or unallocated when unalloc is true). */
 static int zero_one_cluster(struct sd_img *img, uint8_t *table, uint64_t idx,
                             uint64_t lo, uint64_t hi, bool unmap,
-                            bool unalloc)
+                            bool unalloc, uint64_t *scrub_off,
+                            uint64_t *scrub_len)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t entry = qcow2_l2_get_entry(s, table, idx);
@@ -484,6 +519,12 @@ static int zero_one_cluster(struct sd_img *img, uint8_t *table, uint64_t idx,
         ret = qcow2_free_later(img, off, s->cluster_size);
         off = 0;
         entry = 0;
+    } else if (off && unalloc && (bitmap & mask)) {
+        /* Unallocated subclusters of a kept host cluster must hold zeros
+         * there, as a later write into them exposes the host bytes
+         * without a barrier (see needs_barrier()). */
+        *scrub_off = off + lo;
+        *scrub_len = hi - lo;
     }
     qcow2_l2_set(s, table, idx, entry, alloc | (zero << 32));
     return ret;
@@ -502,6 +543,7 @@ int qcow2_co_zero_subclusters(struct sd_img *img, uint64_t off, uint64_t len,
         uint64_t cend = (off + n + s->cluster_size - 1) & ~(s->cluster_size - 1);
         struct qcow2_inflight me;
         struct qcow2_cache_entry *e;
+        bool scrubbed = false;
         int ret;
 
         uint64_t l1_idx = off >> (s->cluster_bits + s->l2_bits);
@@ -520,9 +562,16 @@ int qcow2_co_zero_subclusters(struct sd_img *img, uint64_t off, uint64_t len,
             uint64_t lo = off > g ? off - g : 0;
             uint64_t hi = off + n < g + s->cluster_size ? off + n - g
                                                         : s->cluster_size;
+            uint64_t so = 0, sl = 0;
             ret = zero_one_cluster(img, e->data, i0 + k, lo, hi, unmap,
-                                   unalloc);
+                                   unalloc, &so, &sl);
+            if (ret == 0 && sl) {
+                ret = blk_zero_range(img->file, so, sl, true);
+                scrubbed = true;
+            }
         }
+        if (ret == 0 && scrubbed)
+            ret = blk_flush(img->file);
         if (e)
             qcow2_cache_mark_dirty(e, i0 * s->l2_entry_bytes,
                                    (i0 + nclusters) * s->l2_entry_bytes);

@@ -327,6 +327,16 @@ static int grow_reftable(struct sd_img *img, uint64_t min_index)
     return ret;
 }
 
+static int grow_file(struct sd_img *img, uint64_t end)
+{
+    uint64_t size;
+    int ret = blk_get_size(img->file, &size);
+
+    if (ret < 0 || size >= end || img->file->is_blockdev)
+        return ret;
+    return blk_truncate(img->file, end);
+}
+
 /* Reserve at least n clusters at the end of the file. */
 static int reserve(struct sd_img *img, uint64_t n)
 {
@@ -358,7 +368,13 @@ static int reserve(struct sd_img *img, uint64_t n)
     if (ret < 0)
         return ret;
     s->file_end = start + (n << s->cluster_bits);
-    ret = blk_flush(img->file);
+    /* Grow the file over the whole batch now, so that the sync below
+     * makes its size durable: after a power cut an L2 entry can then
+     * never point past the end of the file, even if the data write that
+     * would have grown it was lost. The growth is sparse. */
+    ret = grow_file(img, s->file_end);
+    if (ret == 0)
+        ret = blk_flush(img->file);
     if (ret < 0)
         return ret;
     s->resv_next = start;
@@ -485,8 +501,13 @@ int qcow2_release_reservation(struct sd_img *img)
         ret = set_refcount_range(img, s->resv_next,
                                  s->resv_end - s->resv_next, 0);
     if (ret == 0 && s->resv_end == s->file_end && s->resv_next < s->resv_end) {
+        uint64_t size;
         s->file_end = s->resv_next;
         s->resv_end = s->resv_next;
+        /* Give back the sparse tail the reservation grew the file by. */
+        ret = blk_get_size(img->file, &size);
+        if (ret == 0 && size > s->file_end && !img->file->is_blockdev)
+            ret = blk_truncate(img->file, s->file_end);
     } else if (ret == 0) {
         s->resv_end = s->resv_next;
     }
