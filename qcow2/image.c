@@ -214,6 +214,20 @@ int sd_img_get_info(struct sd_img *img, struct sd_img_info *info)
     return img->ops->get_info(img, info);
 }
 
+const char *sd_img_strerror(const struct sd_img *img, int err)
+{
+    static _Thread_local char text[SD_ERROR_MSG_MAX];
+
+    for (const struct sd_img *i = img; err == -EIO && i; i = i->backing) {
+        if (i->corrupt_reason) {
+            snprintf(text, sizeof(text), "'%s' is corrupt: %s", i->path,
+                     i->corrupt_reason);
+            return text;
+        }
+    }
+    return strerror(-err);
+}
+
 int sd_img_set_corrupt(struct sd_img *img, const char *fmt, ...)
 {
     va_list ap;

@@ -143,6 +143,11 @@ int sd_img_get_info(struct sd_img *img, struct sd_img_info *info);
 /* Why the image refuses writes (marked corrupt), or NULL. */
 const char *sd_img_corrupt_reason(const struct sd_img *img);
 
+/* Text for an error an operation on img returned: for -EIO, why the
+ * image (or a file of its chain) was found corrupt, when it was; else
+ * strerror(). The text lives until the next call on this thread. */
+const char *sd_img_strerror(const struct sd_img *img, int err);
+
 /* Detect the format of a file from its magic. */
 int sd_img_probe_format(const char *path, enum sd_img_format *fmt,
                         struct sd_error *err);

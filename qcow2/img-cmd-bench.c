@@ -262,13 +262,15 @@ static int submit_one(struct bench_run *run)
         .cb = slot_done,
         .opaque = slot,
     };
+    /* Counted first: the request may complete inside sd_img_submit(). */
     run->nr_free--;
+    run->submitted++;
     ret = sd_img_submit(run->img, &slot->req);
     if (ret < 0) {
         run->nr_free++;
+        run->submitted--;
         return ret;
     }
-    run->submitted++;
     run->next_offset = advance_offset(run, run->next_offset);
     return 0;
 }

@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char usage[] =
     "Usage: " CLI_PROG " info [--json | --output=json|human] [-f FMT]\n"
@@ -209,12 +210,28 @@ static enum sd_img_format format_of(const char *name)
     return f;
 }
 
+/* A chain that comes back to a file it already went through loops. */
+static int check_loop(const char *path, struct stat *seen, unsigned depth)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0)
+        return 0;                  /* opening it will say what is wrong */
+    for (unsigned i = 0; i < depth; i++)
+        if (seen[i].st_dev == st.st_dev && seen[i].st_ino == st.st_ino)
+            return cli_fail("info: backing file '%s' creates an infinite "
+                            "loop", path);
+    seen[depth] = st;
+    return 0;
+}
+
 /* Print one image (and, with --backing-chain, the next ones). */
 static int info_walk(const struct info_args *a, json_t *array)
 {
     char *path = strdup(a->file), *next;
     enum sd_img_format fmt = a->format;
-    int ret = path ? 0 : cli_fail("info: out of memory");
+    struct stat *seen = calloc(SD_MAX_CHAIN_DEPTH + 1, sizeof(*seen));
+    int ret = path && seen ? 0 : cli_fail("info: out of memory");
 
     for (unsigned depth = 0; ret == 0 && path; depth++) {
         struct info_item it = { 0 };
@@ -225,6 +242,9 @@ static int info_walk(const struct info_args *a, json_t *array)
                            a->file, SD_MAX_CHAIN_DEPTH);
             break;
         }
+        ret = check_loop(path, seen, depth);
+        if (ret != 0)
+            break;
         ret = load_item(a, path, fmt, &it, &img);
         if (ret == 0 && array) {
             json_t *o = item_json(&it);
@@ -244,6 +264,7 @@ static int info_walk(const struct info_args *a, json_t *array)
         path = next;
     }
     free(path);
+    free(seen);
     return ret;
 }
 

@@ -156,7 +156,7 @@ static int refresh_extent(struct copy_job *job)
         return sd_error_set(job->err, ret,
                             "could not get the block status of '%s' at "
                             "offset %" PRIu64 ": %s", sd_img_path(job->src),
-                            job->pos, strerror(-ret));
+                            job->pos, sd_img_strerror(job->src, ret));
     if (job->ext.offset != job->pos || job->ext.length == 0)
         return sd_error_set(job->err, -EIO,
                             "block status of '%s' at offset %" PRIu64
@@ -226,7 +226,7 @@ static int slot_submit(struct copy_slot *slot, struct sd_img *img,
         return sd_error_set(job->err, ret,
                             "could not start I/O on '%s' at offset %"
                             PRIu64 ": %s", sd_img_path(img), off,
-                            strerror(-ret));
+                            sd_img_strerror(img, ret));
     }
     job->busy++;
     return 0;
@@ -387,7 +387,7 @@ static int copy_run(struct sd_img *src, struct sd_img *dst,
     ret = sd_img_get_info(dst, &info);
     if (ret < 0)
         return sd_error_set(err, ret, "could not read '%s': %s",
-                            sd_img_path(dst), strerror(-ret));
+                            sd_img_path(dst), sd_img_strerror(dst, ret));
     job.zero_granularity = info.cluster_size > ZERO_BLOCK ? info.cluster_size
                                                           : ZERO_BLOCK;
     job.slots = calloc(job.nr_slots, sizeof(*job.slots));
@@ -517,7 +517,7 @@ static int backing_of(struct sd_img *img, char **path,
 
     if (ret < 0)
         return sd_error_set(err, ret, "could not read '%s': %s",
-                            sd_img_path(img), strerror(-ret));
+                            sd_img_path(img), sd_img_strerror(img, ret));
     if (!info.backing_file || !info.backing_file[0])
         return sd_error_set(err, -EINVAL, "'%s' has no backing file",
                             sd_img_path(img));
@@ -548,7 +548,7 @@ static int commit_into(struct sd_img *top, struct sd_img *base,
     ret = sd_img_flush(base);
     if (ret < 0)
         return sd_error_set(err, ret, "could not flush '%s': %s",
-                            sd_img_path(base), strerror(-ret));
+                            sd_img_path(base), sd_img_strerror(base, ret));
     return 0;
 }
 
@@ -625,7 +625,7 @@ static int read_chain(struct sd_img *img, uint8_t *buf, uint64_t off,
         if (ret < 0)
             return sd_error_set(err, ret, "could not read '%s' at offset %"
                                 PRIu64 ": %s", sd_img_path(img), off,
-                                strerror(-ret));
+                                sd_img_strerror(img, ret));
     }
     memset(buf + avail, 0, len - avail);
     return 0;
@@ -644,7 +644,7 @@ static int rebase_pin(struct rebase_job *job, const uint8_t *data,
     if (ret < 0)
         return sd_error_set(job->err, ret, "could not write '%s' at offset %"
                             PRIu64 ": %s", sd_img_path(job->top), off,
-                            strerror(-ret));
+                            sd_img_strerror(job->top, ret));
     return 0;
 }
 
@@ -686,7 +686,7 @@ static int rebase_walk(struct rebase_job *job)
         if (ret < 0)
             return sd_error_set(job->err, ret,
                                 "could not get the block status of '%s': %s",
-                                sd_img_path(job->top), strerror(-ret));
+                                sd_img_path(job->top), sd_img_strerror(job->top, ret));
         if (ext.length == 0)
             return sd_error_set(job->err, -EIO, "block status of '%s' made "
                                 "no progress", sd_img_path(job->top));
@@ -715,7 +715,7 @@ static int rebase_copy_differences(struct sd_img *top, struct sd_img *new_chain,
 
     if (ret < 0)
         return sd_error_set(err, ret, "could not read '%s': %s",
-                            sd_img_path(top), strerror(-ret));
+                            sd_img_path(top), sd_img_strerror(top, ret));
     if (info.cluster_size)
         job.granularity = info.cluster_size;
     job.old_buf = malloc(REBASE_CHUNK);

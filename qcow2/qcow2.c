@@ -120,7 +120,8 @@ static int open_backing(struct sd_img *img, struct sd_error *err)
         return sd_error_set(err, -ENOMEM, "out of memory");
     ret = sd_img_open_backing(img, path, backing_format(s->h.backing_format),
                               err);
-    if (ret < 0 && err && !strstr(err->msg, "loop"))
+    /* Name the top image once; deeper errors name their own file. */
+    if (ret < 0 && img->chain_depth == 0 && err && !strstr(err->msg, "loop"))
         sd_error_prefix(err, "could not open backing file of '%s'", img->path);
     free(path);
     return ret;
