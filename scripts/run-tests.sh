@@ -1,24 +1,46 @@
 #!/bin/bash
-# Build (setting up first if needed) and run the whole test suite.
-# --sanitizers runs it in a second build with ASan and UBSan.
-set -euo pipefail
+# Build (setting up first if needed) and run the whole test suite twice:
+# in the normal build (./build) and in a build with AddressSanitizer and
+# UndefinedBehaviorSanitizer (./build-san). --quick skips the second.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh || exit 1
 
+passed=0 failed=0 skipped=0
+
+# Run `make check` in a build folder and add its counts to the totals.
 run_suite() {
-    local dir=$1
-    if ! make -s -C "$dir" check -j"$(nproc)"; then
-        find "$dir/tests" -name '*.log' -newer "$dir/config.status" \
-            -exec grep -l -E '^(FAIL|ERROR)|^not ok' {} + 2>/dev/null |
-            while read -r log; do echo "==== $log"; tail -40 "$log"; done
-        return 1
+    local dir=$1 rc=0
+    echo "run-tests: make check in $dir"
+    make -s -C "$dir" check -j"$(nproc)" >"$dir/check.out" 2>&1 || rc=1
+    grep -E '^(PASS|FAIL|XPASS|ERROR): [^ ]+(\.sh)?$' "$dir/check.out" || true
+    local log="$dir/tests/test-suite.log"
+    if [ -f "$log" ]; then
+        local p f e s
+        p=$(sed -n 's/^# PASS: *//p' "$log"); f=$(sed -n 's/^# FAIL: *//p' "$log")
+        e=$(sed -n 's/^# ERROR: *//p' "$log"); s=$(sed -n 's/^# SKIP: *//p' "$log")
+        passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0}))
+        skipped=$((skipped + ${s:-0}))
     fi
+    if [ $rc -ne 0 ]; then
+        [ -f "$log" ] && sed -n '/^FAIL\|^ERROR/,/^FAIL .*exit status/p' "$log" | tail -80
+        tail -20 "$dir/check.out"
+        [ -f "$log" ] || failed=$((failed + 1))
+    fi
+    return $rc
 }
 
-run_suite build
-if [ "${1:-}" = --sanitizers ]; then
+status=0
+run_suite build || status=1
+if [ "${1:-}" != --quick ]; then
     mkdir -p build-san
-    (cd build-san && { [ -f config.status ] || ../configure -q --enable-sanitizers; } &&
-        make -s -j"$(nproc)")
-    run_suite build-san
+    if (cd build-san && { [ -f config.status ] || ../configure -q --enable-sanitizers; } &&
+        make -s -j"$(nproc)"); then
+        run_suite build-san || status=1
+    else
+        echo "run-tests: the sanitizer build failed"
+        failed=$((failed + 1)); status=1
+    fi
 fi
+echo "$passed passed, $failed failed, $skipped skipped"
+exit $status
