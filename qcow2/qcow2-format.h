@@ -136,7 +136,14 @@ static inline void qcow2_compressed_loc(uint64_t entry, unsigned cluster_bits,
 }
 
 /* compress.c */
+/* Fill exactly dst_len (one cluster) bytes from src; -EIO when src does
+ * not decompress to at least that much. Bytes after the stream are ignored. */
 int qcow2_decompress(enum qcow2_compression type, const void *src,
                      uint64_t src_len, void *dst, uint64_t dst_len);
+/* Compress one cluster into dst as qemu reads it; -ENOSPC when the result
+ * does not fit in dst_cap (the caller then writes the cluster as it is). */
+int qcow2_compress(enum qcow2_compression type, const void *src,
+                   uint64_t src_len, void *dst, uint64_t dst_cap,
+                   uint64_t *out_len);
 
 #endif

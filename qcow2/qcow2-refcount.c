@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { RESERVE_MIN_BYTES = 32 << 20 };
+enum { RESERVE_MIN_BYTES = 32 << 20, RESERVE_MAX_CLUSTERS = 4096 };
 
 static uint64_t rc_read_entry(const struct qcow2_state *s, const uint8_t *b,
                               uint64_t i)
@@ -138,8 +138,6 @@ int qcow2_get_refcount(struct sd_img *img, uint64_t host_off, uint64_t *rc)
 
 static int grow_reftable(struct sd_img *img, uint64_t min_index);
 static int set_refcount(struct sd_img *img, uint64_t host_off, uint64_t val);
-static int set_refcount_mem(struct sd_img *img, uint64_t host_off,
-                            uint64_t val);
 
 /* Write reftable entry idx to the file. */
 static int write_reftable_entry(struct sd_img *img, uint64_t idx)
@@ -193,36 +191,6 @@ static int create_refblock(struct sd_img *img, uint64_t idx)
     return ret;
 }
 
-/* Change a refcount in memory only; the caller writes the block through. */
-static int set_refcount_mem(struct sd_img *img, uint64_t host_off,
-                            uint64_t val)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    uint64_t cluster = host_off >> s->cluster_bits;
-    uint64_t idx = cluster / s->refblock_entries;
-    struct qcow2_cache_entry *e;
-    uint32_t lo, hi;
-    int ret;
-
-    if (val > s->refcount_max)
-        return sd_img_set_corrupt(img, "refcount overflow for cluster 0x%llx",
-                                  (unsigned long long)host_off);
-    if (idx >= s->reftable_entries || !s->reftable[idx]) {
-        ret = create_refblock(img, idx);
-        if (ret < 0)
-            return ret;
-    }
-    ret = qcow2_cache_get(img, &s->rb_cache, s->reftable[idx], false, &e);
-    if (ret < 0)
-        return ret;
-    uint64_t i = cluster % s->refblock_entries;
-    rc_write_entry(s, e->data, i, val);
-    rc_entry_span(s, i, &lo, &hi);
-    qcow2_cache_mark_dirty(e, lo, hi);
-    qcow2_cache_put(&s->rb_cache, e);
-    return 0;
-}
-
 /* Write through every refcount block covering [off, off + bytes). */
 static int write_refblocks(struct sd_img *img, uint64_t off, uint64_t bytes)
 {
@@ -245,16 +213,55 @@ static int write_refblocks(struct sd_img *img, uint64_t off, uint64_t bytes)
     return 0;
 }
 
+/* Set the refcounts of the clusters of [off, off + bytes) that one
+ * refcount block covers, in memory; returns the bytes handled. */
+static int set_refcount_block_mem(struct sd_img *img, uint64_t off,
+                                  uint64_t bytes, uint64_t val,
+                                  uint64_t *done)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t cluster = off >> s->cluster_bits;
+    uint64_t idx = cluster / s->refblock_entries;
+    uint64_t first = cluster % s->refblock_entries;
+    uint64_t n = bytes >> s->cluster_bits;
+    struct qcow2_cache_entry *e;
+    uint32_t lo, hi, dummy;
+    int ret;
+
+    if (n > s->refblock_entries - first)
+        n = s->refblock_entries - first;
+    if (val > s->refcount_max)
+        return sd_img_set_corrupt(img, "refcount overflow for cluster 0x%llx",
+                                  (unsigned long long)off);
+    if (idx >= s->reftable_entries || !s->reftable[idx]) {
+        ret = create_refblock(img, idx);
+        if (ret < 0)
+            return ret;
+    }
+    ret = qcow2_cache_get(img, &s->rb_cache, s->reftable[idx], false, &e);
+    if (ret < 0)
+        return ret;
+    for (uint64_t i = first; i < first + n; i++)
+        rc_write_entry(s, e->data, i, val);
+    rc_entry_span(s, first, &lo, &dummy);
+    rc_entry_span(s, first + n - 1, &dummy, &hi);
+    qcow2_cache_mark_dirty(e, lo, hi);
+    qcow2_cache_put(&s->rb_cache, e);
+    *done = n << s->cluster_bits;
+    return 0;
+}
+
 /* Set the refcount of every cluster in a range and write the blocks. */
 static int set_refcount_range(struct sd_img *img, uint64_t off,
                               uint64_t bytes, uint64_t val)
 {
-    struct qcow2_state *s = qcow2_state(img);
-
-    for (uint64_t c = 0; c < bytes; c += s->cluster_size) {
-        int ret = set_refcount_mem(img, off + c, val);
+    for (uint64_t pos = 0; pos < bytes; ) {
+        uint64_t done = 0;
+        int ret = set_refcount_block_mem(img, off + pos, bytes - pos, val,
+                                         &done);
         if (ret < 0)
             return ret;
+        pos += done;
     }
     return write_refblocks(img, off, bytes);
 }
@@ -345,6 +352,10 @@ static int reserve(struct sd_img *img, uint64_t n)
     uint64_t start;
     int ret;
 
+    /* Batches of at least 32 MiB, but not of more than 4096 clusters
+     * when clusters are small: a batch costs one refcount update each. */
+    if (min > RESERVE_MAX_CLUSTERS)
+        min = RESERVE_MAX_CLUSTERS;
     if (n < min)
         n = min;
     for (;;) {

@@ -1,7 +1,9 @@
 #!/bin/bash
 # Build (setting up first if needed) and run the whole test suite twice:
 # in the normal build (./build) and in a build with AddressSanitizer and
-# UndefinedBehaviorSanitizer (./build-san). --quick skips the second.
+# UndefinedBehaviorSanitizer (./build-san), then fuzzes every parser for
+# a bounded number of runs with libFuzzer (clang, ./build-fuzz). --quick
+# does only the first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh || exit 1
@@ -39,6 +41,20 @@ if [ "${1:-}" != --quick ]; then
         run_suite build-san || status=1
     else
         echo "run-tests: the sanitizer build failed"
+        failed=$((failed + 1)); status=1
+    fi
+fi
+if [ "${1:-}" != --quick ]; then
+    echo "run-tests: libFuzzer smoke run in build-fuzz"
+    mkdir -p build-fuzz
+    if (cd build-fuzz && { [ -f config.status ] ||
+            CC=clang ../configure -q --enable-fuzzing --enable-sanitizers; } &&
+        make -s -j"$(nproc)" >/dev/null) &&
+        FUZZ_BUILDDIR="$(pwd)/build-fuzz/fuzz" \
+            ./fuzz/run-smoke.sh -runs=3000 -max_total_time=120 2>&1 | tail -5; then
+        passed=$((passed + 1))
+    else
+        echo "run-tests: fuzzing failed"
         failed=$((failed + 1)); status=1
     fi
 fi
