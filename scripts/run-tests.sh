@@ -51,7 +51,7 @@ if [ "${1:-}" != --quick ]; then
             CC=clang ../configure -q --enable-fuzzing --enable-sanitizers; } &&
         make -s -j"$(nproc)" >/dev/null) &&
         FUZZ_BUILDDIR="$(pwd)/build-fuzz/fuzz" \
-            ./fuzz/run-smoke.sh -runs=3000 -max_total_time=120 2>&1 | tail -5; then
+            ./fuzz/run-smoke.sh -runs=20000 -max_total_time=90 2>&1 | tail -5; then
         passed=$((passed + 1))
     else
         echo "run-tests: fuzzing failed"
