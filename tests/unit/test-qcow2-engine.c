@@ -1,0 +1,412 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The QCOW2 engine's semantics, one behaviour per test: what zero writes
+ * and discards leave behind on v2, v3 and extended-L2 images, fast-zero
+ * refusal, copy-on-write from the backing chain, concurrent writes into
+ * one cluster, corruption marking, the file-growth and reservation rules,
+ * and block status depths. Images are made with qemu-img; qemu-img check
+ * and qemu-io are the oracles where the file itself is the answer.
+ */
+#include "config.h"
+
+#include "qcow2/image.h"
+#include "common/ring.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[256];
+static struct sd_ring ring;
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "%s/sd-engine.XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_eq(sd_ring_init(&ring, 64), 0);
+}
+
+static void teardown(void)
+{
+    char cmd[512];
+
+    sd_ring_exit(&ring);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(engine, .init = setup, .fini = teardown);
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    cr_assert_eq(system(cmd), 0, "command failed: %s", cmd);
+}
+
+static int sh_status(const char *cmd)
+{
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *path(const char *name)
+{
+    static char buf[4][400];
+    static int next;
+    char *p = buf[next++ % 4];
+
+    snprintf(p, 400, "%s/%s", dir, name);
+    return p;
+}
+
+static struct sd_img *open_rw(const char *name)
+{
+    struct sd_img_open_opts o = { .writable = true, .ring = &ring };
+    struct sd_error err;
+    struct sd_img *img;
+
+    cr_assert_eq(sd_img_open(&img, path(name), &o, &err), 0, "%s", err.msg);
+    return img;
+}
+
+static void assert_clean(const char *name)
+{
+    char cmd[600];
+
+    snprintf(cmd, sizeof(cmd), "qemu-img check -q '%s'", path(name));
+    cr_assert_eq(sh_status(cmd), 0, "qemu-img check found problems in %s",
+                 name);
+}
+
+static void assert_bytes(struct sd_img *img, uint64_t off, uint64_t len,
+                         int value)
+{
+    uint8_t *buf = malloc(len);
+
+    cr_assert_eq(sd_img_pread(img, buf, len, off), 0);
+    for (uint64_t i = 0; i < len; i++)
+        cr_assert_eq(buf[i], value, "byte %llu is 0x%02x, want 0x%02x",
+                     (unsigned long long)(off + i), buf[i], value);
+    free(buf);
+}
+
+static void write_pattern(struct sd_img *img, uint64_t off, uint64_t len,
+                          int value)
+{
+    uint8_t *buf = malloc(len);
+
+    memset(buf, value, len);
+    cr_assert_eq(sd_img_pwrite(img, buf, len, off, 0), 0);
+    free(buf);
+}
+
+/* A base filled with 0x11 and an overlay over it. */
+static void make_chain(const char *overlay_opts)
+{
+    sh("qemu-img create -q -f qcow2 '%s' 8M", path("base.qcow2"));
+    sh("qemu-io -c 'write -P 0x11 0 8M' '%s' >/dev/null", path("base.qcow2"));
+    sh("qemu-img create -q -f qcow2 -o %s -b base.qcow2 -F qcow2 '%s'",
+       overlay_opts, path("top.qcow2"));
+}
+
+Test(engine, v2_overlay_zero_must_be_fast_is_refused)
+{
+    make_chain("compat=0.10");
+    struct sd_img *img = open_rw("top.qcow2");
+    struct sd_img_caps caps;
+
+    sd_img_get_caps(img, &caps);
+    cr_assert_not(caps.can_fast_zero, "v2 has no zero flag");
+    cr_assert_eq(sd_img_zero(img, 0, 65536, SD_REQ_NO_FALLBACK), -ENOTSUP);
+    /* Nothing changed: the backing still shows through. */
+    assert_bytes(img, 0, 65536, 0x11);
+    /* Without the flag, real zeros are written. */
+    cr_assert_eq(sd_img_zero(img, 0, 65536, 0), 0);
+    assert_bytes(img, 0, 65536, 0);
+    assert_bytes(img, 65536, 4096, 0x11);
+    cr_assert_eq(sd_img_close(img), 0);
+    assert_clean("top.qcow2");
+}
+
+Test(engine, v3_zero_makes_zero_clusters_over_backing)
+{
+    make_chain("compat=1.1");
+    struct sd_img *img = open_rw("top.qcow2");
+    struct sd_extent ext;
+
+    cr_assert_eq(sd_img_zero(img, 0, 1 << 20, SD_REQ_NO_FALLBACK), 0);
+    cr_assert_eq(sd_img_block_status(img, 0, 1 << 20, &ext), 0);
+    cr_assert_eq(ext.flags, SD_EXT_ALLOCATED | SD_EXT_ZERO);
+    cr_assert_eq(ext.depth, 0);
+    cr_assert_eq(ext.length, 1 << 20);
+    assert_bytes(img, 0, 1 << 20, 0);
+    cr_assert_eq(sd_img_close(img), 0);
+    assert_clean("top.qcow2");
+    /* qemu agrees: zero, and decided by the top layer. */
+    sh("qemu-img map --output=json '%s' | grep -q "
+       "'\"start\": 0, \"length\": 1048576, \"depth\": 0, \"present\": true, "
+       "\"zero\": true, \"data\": false'", path("top.qcow2"));
+}
+
+Test(engine, partial_zero_writes_zeros_only_where_asked)
+{
+    make_chain("compat=1.1");
+    struct sd_img *img = open_rw("top.qcow2");
+
+    cr_assert_eq(sd_img_zero(img, 1000, 3000, 0), 0);
+    assert_bytes(img, 0, 1000, 0x11);
+    assert_bytes(img, 1000, 3000, 0);
+    assert_bytes(img, 4000, 65536 - 4000, 0x11);
+    cr_assert_eq(sd_img_close(img), 0);
+    assert_clean("top.qcow2");
+}
+
+Test(engine, discard_over_backing_reads_zeros_on_v3)
+{
+    make_chain("compat=1.1");
+    struct sd_img *img = open_rw("top.qcow2");
+
+    write_pattern(img, 0, 1 << 20, 0x22);
+    cr_assert_eq(sd_img_discard(img, 0, 1 << 20), 0);
+    /* Older backing data must not come back. */
+    assert_bytes(img, 0, 1 << 20, 0);
+    cr_assert_eq(sd_img_close(img), 0);
+    assert_clean("top.qcow2");
+}
+
+Test(engine, discard_frees_clusters_after_a_flush)
+{
+    struct stat before, after;
+
+    sh("qemu-img create -q -f qcow2 '%s' 64M", path("a.qcow2"));
+    struct sd_img *img = open_rw("a.qcow2");
+    write_pattern(img, 0, 16 << 20, 0x33);
+    cr_assert_eq(sd_img_flush(img), 0);
+    cr_assert_eq(stat(path("a.qcow2"), &before), 0);
+    cr_assert_eq(sd_img_discard(img, 0, 16 << 20), 0);
+    cr_assert_eq(sd_img_flush(img), 0);
+    cr_assert_eq(stat(path("a.qcow2"), &after), 0);
+    /* The freed clusters are punched out of the file. */
+    cr_assert_lt(after.st_blocks * 512, before.st_blocks * 512 - (8 << 20),
+                 "host blocks %lld -> %lld", (long long)before.st_blocks,
+                 (long long)after.st_blocks);
+    assert_bytes(img, 0, 16 << 20, 0);
+    cr_assert_eq(sd_img_close(img), 0);
+    assert_clean("a.qcow2");
+}
+
+Test(engine, subcluster_write_does_not_copy_the_backing_cluster)
+{
+    struct stat st;
+
+    make_chain("extended_l2=on");
+    struct sd_img *img = open_rw("top.qcow2");
+    /* 64 scattered 4 KiB writes: with 64 KiB clusters and 2 KiB
+     * subclusters no backing data needs copying. */
+    for (int i = 0; i < 64; i++)
+        write_pattern(img, (uint64_t)i * 128 * 1024, 4096, 0x44);
+    cr_assert_eq(sd_img_close(img), 0);
+    cr_assert_eq(stat(path("top.qcow2"), &st), 0);
+    /* Data: 256 KiB; metadata: a few clusters. Plain L2 would need 4 MiB. */
+    cr_assert_lt(st.st_blocks * 512, 1024 * 1024, "%lld host bytes",
+                 (long long)st.st_blocks * 512);
+    assert_clean("top.qcow2");
+    sh("qemu-io -c 'read -P 0x44 131072 4096' -c 'read -P 0x11 135168 4096' "
+       "'%s' | grep -qv Pattern", path("top.qcow2"));
+}
+
+Test(engine, unaligned_write_copies_the_rest_from_backing)
+{
+    make_chain("compat=1.1");
+    struct sd_img *img = open_rw("top.qcow2");
+
+    write_pattern(img, 100000, 10, 0x55);
+    assert_bytes(img, 65536, 100000 - 65536, 0x11);
+    assert_bytes(img, 100000, 10, 0x55);
+    assert_bytes(img, 100010, 131072 - 100010, 0x11);
+    cr_assert_eq(sd_img_close(img), 0);
+    assert_clean("top.qcow2");
+    sh("qemu-io -c 'read -P 0x11 65536 34464' -c 'read -P 0x55 100000 10' "
+       "-c 'read -P 0x11 100010 31062' '%s' | grep -c Pattern | grep -qx 0",
+       path("top.qcow2"));
+}
+
+struct pending {
+    int done, failed;
+};
+
+static void count_done(void *opaque, int ret)
+{
+    struct pending *p = opaque;
+
+    p->done++;
+    if (ret < 0)
+        p->failed++;
+}
+
+Test(engine, concurrent_writes_into_one_new_cluster)
+{
+    enum { N = 16, PIECE = 4096 };
+    struct sd_img_req reqs[N];
+    uint8_t *bufs[N];
+    struct pending p = { 0, 0 };
+
+    make_chain("compat=1.1");
+    struct sd_img *img = open_rw("top.qcow2");
+    /* Sixteen 4 KiB writes into the same unallocated 64 KiB cluster, all
+     * in flight at once: one allocation, no write lost. */
+    for (int i = 0; i < N; i++) {
+        bufs[i] = malloc(PIECE);
+        memset(bufs[i], 0x60 + i, PIECE);
+        reqs[i] = (struct sd_img_req){ .type = SD_REQ_WRITE,
+                                       .offset = (uint64_t)i * PIECE,
+                                       .length = PIECE, .buf = bufs[i],
+                                       .cb = count_done, .opaque = &p };
+        cr_assert_eq(sd_img_submit(img, &reqs[i]), 0);
+    }
+    while (p.done < N)
+        cr_assert_geq(sd_ring_run_once(&ring, true), 0);
+    cr_assert_eq(p.failed, 0);
+    for (int i = 0; i < N; i++) {
+        assert_bytes(img, (uint64_t)i * PIECE, PIECE, 0x60 + i);
+        free(bufs[i]);
+    }
+    cr_assert_eq(sd_img_close(img), 0);
+    assert_clean("top.qcow2");
+    /* Exactly one data cluster in the top image. */
+    sh("test \"$(qemu-img map --output=json '%s' | grep -c '\"depth\": 0')\" = 1",
+       path("top.qcow2"));
+}
+
+Test(engine, block_status_reports_depths_through_the_chain)
+{
+    struct sd_extent ext;
+
+    sh("qemu-img create -q -f raw '%s' 4M", path("r.raw"));
+    sh("qemu-io -f raw -c 'write -P 1 0 1M' '%s' >/dev/null", path("r.raw"));
+    sh("qemu-img create -q -f qcow2 -b r.raw -F raw '%s' 8M", path("m.qcow2"));
+    sh("qemu-io -c 'write -P 2 1M 1M' '%s' >/dev/null", path("m.qcow2"));
+    sh("qemu-img create -q -f qcow2 -b m.qcow2 -F qcow2 '%s'", path("t.qcow2"));
+    sh("qemu-io -c 'write -P 3 2M 1M' '%s' >/dev/null", path("t.qcow2"));
+    struct sd_img *img = open_rw("t.qcow2");
+
+    cr_assert_eq(sd_img_block_status(img, 2 << 20, 1 << 20, &ext), 0);
+    cr_assert_eq(ext.depth, 0);
+    cr_assert_eq(sd_img_block_status(img, 1 << 20, 1 << 20, &ext), 0);
+    cr_assert_eq(ext.depth, 1);
+    cr_assert(ext.flags & SD_EXT_DATA);
+    cr_assert_eq(sd_img_block_status(img, 0, 1 << 20, &ext), 0);
+    cr_assert_eq(ext.depth, 2);
+    /* Past the raw base's 4 MiB end nothing decides: zeros. */
+    cr_assert_eq(sd_img_block_status(img, 6 << 20, 1 << 20, &ext), 0);
+    cr_assert_eq(ext.depth, -1);
+    cr_assert(ext.flags & SD_EXT_ZERO);
+    assert_bytes(img, 6 << 20, 4096, 0);
+    cr_assert_eq(sd_img_close(img), 0);
+}
+
+static void damage_l2(const char *name, const char *guest, const char *value)
+{
+    sh("python3 '%s/tools/qcow2-damage.py' l2 '%s' %s %s", TESTS_SRCDIR,
+       path(name), guest, value);
+}
+
+Test(engine, misaligned_l2_entry_marks_image_corrupt)
+{
+    sh("qemu-img create -q -f qcow2 '%s' 8M", path("c.qcow2"));
+    sh("qemu-io -c 'write -P 7 0 64k' '%s' >/dev/null", path("c.qcow2"));
+    damage_l2("c.qcow2", "0", "0x30200");
+    struct sd_img *img = open_rw("c.qcow2");
+    uint8_t buf[512];
+
+    cr_assert_eq(sd_img_pread(img, buf, sizeof(buf), 0), -EIO);
+    cr_assert_not_null(sd_img_corrupt_reason(img));
+    cr_assert(strstr(sd_img_strerror(img, -EIO), "aligned") != NULL, "%s",
+              sd_img_strerror(img, -EIO));
+    /* From now on every write is refused. */
+    cr_assert_eq(sd_img_pwrite(img, buf, sizeof(buf), 1 << 20, 0), -EIO);
+    sd_img_close(img);
+    /* The corrupt bit is on disk: we and qemu open it read-only only. */
+    struct sd_img_open_opts o = { .writable = true, .ring = &ring };
+    struct sd_error err;
+    cr_assert_eq(sd_img_open(&img, path("c.qcow2"), &o, &err), -EROFS);
+    cr_assert(strstr(err.msg, "corrupt") != NULL, "%s", err.msg);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "qemu-io -c 'write 1M 512' '%s' "
+             ">/dev/null 2>&1", path("c.qcow2"));
+    cr_assert_neq(sh_status(cmd), 0, "qemu-io wrote a corrupt image");
+}
+
+Test(engine, data_write_onto_metadata_is_prevented)
+{
+    sh("qemu-img create -q -f qcow2 '%s' 8M", path("m.qcow2"));
+    sh("qemu-io -c 'write -P 7 0 64k' '%s' >/dev/null", path("m.qcow2"));
+    /* Guest cluster 0 now claims the refcount table's cluster. */
+    damage_l2("m.qcow2", "0", "0x8000000000010000");
+    struct sd_img *img = open_rw("m.qcow2");
+    uint8_t buf[512];
+
+    memset(buf, 0xee, sizeof(buf));
+    cr_assert_eq(sd_img_pwrite(img, buf, sizeof(buf), 0, 0), -EIO);
+    cr_assert(strstr(sd_img_strerror(img, -EIO), "metadata") != NULL, "%s",
+              sd_img_strerror(img, -EIO));
+    sd_img_close(img);
+    /* The refcount table was not overwritten. */
+    sh("qemu-img check '%s' >/dev/null 2>&1; test $? -ne 1", path("m.qcow2"));
+}
+
+Test(engine, out_of_range_and_read_only_errors)
+{
+    sh("qemu-img create -q -f qcow2 '%s' 1M", path("e.qcow2"));
+    struct sd_img_open_opts o = { .ring = &ring };
+    struct sd_error err;
+    struct sd_img *img;
+    uint8_t buf[512];
+
+    cr_assert_eq(sd_img_open(&img, path("e.qcow2"), &o, &err), 0);
+    cr_assert_eq(sd_img_pread(img, buf, 512, 1 << 20), -EINVAL);
+    cr_assert_eq(sd_img_pwrite(img, buf, 512, 0, 0), -EPERM);
+    sd_img_close(img);
+    img = open_rw("e.qcow2");
+    cr_assert_eq(sd_img_pwrite(img, buf, 512, (1 << 20) - 256, 0), -ENOSPC);
+    cr_assert_eq(sd_img_close(img), 0);
+}
+
+Test(engine, close_gives_back_unused_reservation)
+{
+    struct stat st;
+
+    sh("qemu-img create -q -f qcow2 '%s' 1G", path("g.qcow2"));
+    struct sd_img *img = open_rw("g.qcow2");
+    write_pattern(img, 0, 65536, 0x77);
+    cr_assert_eq(sd_img_close(img), 0);
+    cr_assert_eq(stat(path("g.qcow2"), &st), 0);
+    /* The 32 MiB batch the write came from is not left in the file. */
+    cr_assert_lt(st.st_size, 1 << 20, "file size %lld", (long long)st.st_size);
+    assert_clean("g.qcow2");
+}
+
+Test(engine, writable_open_marks_auto_bitmaps_in_use)
+{
+    sh("qemu-img create -q -f qcow2 '%s' 8M", path("b.qcow2"));
+    sh("qemu-img bitmap --add '%s' b0", path("b.qcow2"));
+    struct sd_img *img = open_rw("b.qcow2");
+    write_pattern(img, 0, 4096, 0x12);
+    cr_assert_eq(sd_img_close(img), 0);
+    /* We do not track the bitmap, so it must say it is not up to date. */
+    sh("qemu-img info --output=json '%s' | grep -q '\"in-use\"'",
+       path("b.qcow2"));
+    assert_clean("b.qcow2");
+}
