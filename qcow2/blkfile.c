@@ -58,9 +58,11 @@ static struct io_uring_sqe *blk_sqe(struct blkfile *f, struct blk_op *op)
     return sd_ring_get_sqe(f->ring, &op->io);
 }
 
-/* Large buffered copies run inline in io_uring_enter() and so on one
- * core; handing them to the kernel's workers lets several proceed at once
- * on every core. Small ones are cheaper inline. */
+/* Large buffered reads run inline in io_uring_enter() and so on one core,
+ * or wait for the disk one after another; handing them to the kernel's
+ * workers lets several proceed at once. Small ones are cheaper inline.
+ * Writes are not handed over: buffered writes to one file serialize in
+ * the kernel anyway, and the hand-over only costs (bench/README.md). */
 static void blk_maybe_async(struct io_uring_sqe *sqe, size_t len)
 {
     if (len >= BLK_ASYNC_MIN)
@@ -99,7 +101,6 @@ static ssize_t blk_write_once(struct blkfile *f, const void *buf, size_t len,
         if (!sqe)
             return -EIO;
         io_uring_prep_write(sqe, f->fd, buf, len, off);
-        blk_maybe_async(sqe, len);
         return blk_wait(&op);
     }
     ssize_t n = pwrite(f->fd, buf, len, off);

@@ -43,12 +43,12 @@ struct cluster_plan {
 };
 
 /* Every guest data write goes through here: a data cluster that sits on
- * the header, L1 or refcount table means a corrupt L2 entry, and writing
- * would destroy the metadata. */
+ * the header, the L1 or refcount table, an L2 table or a refcount block
+ * means a corrupt L2 entry, and writing would destroy the metadata. */
 static int data_pwrite(struct sd_img *img, const void *buf, uint64_t len,
                        uint64_t host)
 {
-    if (qcow2_overlaps_fixed_metadata(img, host, len))
+    if (qcow2_data_overlaps_metadata(img, host, len))
         return sd_img_set_corrupt(img, "preventing a data write at 0x%llx "
                                   "that overlaps image metadata",
                                   (unsigned long long)host);

@@ -69,6 +69,13 @@ struct qcow2_free_range {
     uint64_t offset, bytes;
 };
 
+/* Host clusters that hold L2 tables or refcount blocks, so that a data
+ * write can be checked against them in constant time. */
+struct qcow2_meta_set {
+    uint64_t *slots;          /* cluster index + 1; 0 = empty */
+    size_t cap, nr;           /* cap is a power of two */
+};
+
 struct qcow2_state {
     struct qcow2_header h;
     uint64_t cluster_size;
@@ -89,6 +96,7 @@ struct qcow2_state {
 
     struct qcow2_cache l2_cache;
     struct qcow2_cache rb_cache;
+    struct qcow2_meta_set meta;
 
     struct co_mutex alloc_lock;   /* reservations, refcounts, L1 changes */
     uint64_t file_end;            /* first never-used host byte */
@@ -168,6 +176,14 @@ bool qcow2_overlaps_fixed_metadata(struct sd_img *img, uint64_t off,
                                    uint64_t len);
 bool qcow2_overlaps_metadata(struct sd_img *img, uint64_t off, uint64_t len,
                              uint64_t allowed_table);
+/* The set of L2 table and refcount block clusters. */
+int qcow2_meta_add(struct qcow2_state *s, uint64_t host_off);
+bool qcow2_meta_has(const struct qcow2_state *s, uint64_t host_off);
+int qcow2_meta_build(struct sd_img *img);
+void qcow2_meta_free(struct qcow2_state *s);
+/* Does a data write to [off, off+len) hit any metadata? */
+bool qcow2_data_overlaps_metadata(struct sd_img *img, uint64_t off,
+                                  uint64_t len);
 
 /* qcow2-map.c */
 int qcow2_get_map(struct sd_img *img, uint64_t guest_off, uint64_t max_bytes,

@@ -71,6 +71,8 @@ static int l2_allocate(struct sd_img *img, uint64_t idx)
     int ret;
 
     ret = qcow2_alloc_clusters(img, 1, &off, &got);
+    if (ret == 0)
+        ret = qcow2_meta_add(s, off);
     if (ret < 0)
         return ret;
     if (old) {
@@ -91,8 +93,12 @@ static int l2_allocate(struct sd_img *img, uint64_t idx)
     qcow2_cache_mark_dirty(e, 0, s->cluster_size);
     ret = qcow2_cache_write_through(img, &s->l2_cache, e);
     qcow2_cache_put(&s->l2_cache, e);
-    /* The table must be durable before the L1 entry points to it. */
-    if (ret == 0)
+    /* A copied table must be durable before the L1 entry points to it,
+     * or a power cut could lose the mappings it carries over. A new one
+     * needs no sync: its cluster comes from a reservation, never used
+     * before, so until the write lands it reads as zeros, which is an
+     * empty table, and its refcount is already durable. */
+    if (ret == 0 && old)
         ret = blk_flush(img->file);
     if (ret < 0)
         return ret;

@@ -32,7 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { RESERVE_MIN_BYTES = 32 << 20, RESERVE_MAX_CLUSTERS = 4096 };
+enum { RESERVE_MIN_BYTES = 32 << 20, RESERVE_MAX_CLUSTERS = 16384 };
+#define RESERVE_MAX_BYTES (1ull << 30)
 
 static uint64_t rc_read_entry(const struct qcow2_state *s, const uint8_t *b,
                               uint64_t i)
@@ -172,6 +173,9 @@ static int create_refblock(struct sd_img *img, uint64_t idx)
     }
     off = s->file_end;
     s->file_end += s->cluster_size;
+    ret = qcow2_meta_add(s, off);
+    if (ret < 0)
+        return ret;
     ret = qcow2_cache_get(img, &s->rb_cache, off, true, &e);
     if (ret < 0)
         return ret;
@@ -352,8 +356,16 @@ static int reserve(struct sd_img *img, uint64_t n)
     uint64_t start;
     int ret;
 
-    /* Batches of at least 32 MiB, but not of more than 4096 clusters
-     * when clusters are small: a batch costs one refcount update each. */
+    /* Each batch costs a sync, which in page-cache mode writes out every
+     * dirty page: batches grow with the image, from 32 MiB to 1 GiB, and
+     * stay under RESERVE_MAX_CLUSTERS when clusters are small (each
+     * cluster costs a refcount update). After a crash the unused part of
+     * a batch is a leak. */
+    uint64_t grow = (s->file_end / 4) >> s->cluster_bits;
+    if (grow > min)
+        min = grow;
+    if (min > (RESERVE_MAX_BYTES >> s->cluster_bits))
+        min = RESERVE_MAX_BYTES >> s->cluster_bits;
     if (min > RESERVE_MAX_CLUSTERS)
         min = RESERVE_MAX_CLUSTERS;
     if (n < min)
@@ -570,5 +582,99 @@ bool qcow2_overlaps_metadata(struct sd_img *img, uint64_t off, uint64_t len,
         if (t && t != allowed_table && ranges_overlap(off, len, t, cs))
             return true;
     }
+    return false;
+}
+
+static size_t meta_slot(const struct qcow2_meta_set *m, uint64_t key)
+{
+    /* Fibonacci hashing spreads consecutive cluster numbers. */
+    return (size_t)((key * 0x9e3779b97f4a7c15ull) >> 20) & (m->cap - 1);
+}
+
+static int meta_grow(struct qcow2_meta_set *m)
+{
+    struct qcow2_meta_set bigger = { .cap = m->cap ? m->cap * 2 : 256 };
+
+    bigger.slots = calloc(bigger.cap, sizeof(*bigger.slots));
+    if (!bigger.slots)
+        return -ENOMEM;
+    for (size_t i = 0; i < m->cap; i++) {
+        uint64_t key = m->slots[i];
+        if (!key)
+            continue;
+        size_t j = meta_slot(&bigger, key);
+        while (bigger.slots[j])
+            j = (j + 1) & (bigger.cap - 1);
+        bigger.slots[j] = key;
+        bigger.nr++;
+    }
+    free(m->slots);
+    *m = bigger;
+    return 0;
+}
+
+int qcow2_meta_add(struct qcow2_state *s, uint64_t host_off)
+{
+    struct qcow2_meta_set *m = &s->meta;
+    uint64_t key = (host_off >> s->cluster_bits) + 1;
+
+    if ((m->nr + 1) * 2 > m->cap && meta_grow(m) < 0)
+        return -ENOMEM;
+    size_t j = meta_slot(m, key);
+    while (m->slots[j]) {
+        if (m->slots[j] == key)
+            return 0;
+        j = (j + 1) & (m->cap - 1);
+    }
+    m->slots[j] = key;
+    m->nr++;
+    return 0;
+}
+
+bool qcow2_meta_has(const struct qcow2_state *s, uint64_t host_off)
+{
+    const struct qcow2_meta_set *m = &s->meta;
+    uint64_t key = (host_off >> s->cluster_bits) + 1;
+
+    if (!m->cap)
+        return false;
+    for (size_t j = meta_slot(m, key); m->slots[j]; j = (j + 1) & (m->cap - 1))
+        if (m->slots[j] == key)
+            return true;
+    return false;
+}
+
+int qcow2_meta_build(struct sd_img *img)
+{
+    struct qcow2_state *s = qcow2_state(img);
+
+    for (uint64_t i = 0; i < s->reftable_entries; i++)
+        if (s->reftable[i] && qcow2_meta_add(s, s->reftable[i]) < 0)
+            return -ENOMEM;
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t t = s->l1[i] & QCOW2_L1_OFFSET_MASK;
+        if (t && qcow2_meta_add(s, t) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+void qcow2_meta_free(struct qcow2_state *s)
+{
+    free(s->meta.slots);
+    memset(&s->meta, 0, sizeof(s->meta));
+}
+
+bool qcow2_data_overlaps_metadata(struct sd_img *img, uint64_t off,
+                                  uint64_t len)
+{
+    struct qcow2_state *s = qcow2_state(img);
+
+    if (qcow2_overlaps_fixed_metadata(img, off, len))
+        return true;
+    for (uint64_t c = off & ~(s->cluster_size - 1); c < off + len;
+         c += s->cluster_size)
+        if (qcow2_meta_has(s, c))
+            return true;
     return false;
 }

@@ -193,6 +193,7 @@ static void qcow2_free_state(struct qcow2_state *s)
         return;
     qcow2_cache_destroy(&s->l2_cache);
     qcow2_cache_destroy(&s->rb_cache);
+    qcow2_meta_free(s);
     qcow2_header_free(&s->h);
     free(s->l1);
     free(s->reftable);
@@ -224,6 +225,8 @@ static int qcow2_open(struct sd_img *img, const struct sd_img_open_opts *opts,
     ret = load_l1(img, err);
     if (ret == 0)
         ret = qcow2_refcount_init(img, err);
+    if (ret == 0 && qcow2_meta_build(img) < 0)
+        ret = sd_error_set(err, -ENOMEM, "out of memory");
     if (ret < 0) {
         sd_error_prefix(err, "'%s'", img->path);
         goto out_fail;

@@ -33,7 +33,8 @@ step "The chain"
 "$img" info --backing-chain incr.qcow2
 
 step "What the incremental holds (depth 0) and what it reads through"
-"$img" map incr.qcow2 | head -12
+"$img" map incr.qcow2 >map.txt
+head -12 map.txt
 echo "incremental on the host: $(du -k incr.qcow2 | cut -f1) KiB for 256 KiB changed"
 
 step "Check both images"
@@ -43,5 +44,6 @@ step "Check both images"
 step "Consolidate: commit the incremental into the full backup"
 "$img" commit incr.qcow2
 "$img" check full.qcow2
-"$img" map full.qcow2 | head -8
+"$img" map full.qcow2 >map.txt
+head -8 map.txt
 printf '\ndemo: done, files in %s\n' "$work"
