@@ -244,6 +244,12 @@ static void walk_block_status(struct sd_img *img, uint8_t *buf)
     }
 }
 
+/* Whether the writable copy passed the check before the writes: only
+ * then must a write read back. A corrupt image (two L2 entries sharing a
+ * cluster, say) may legitimately return other data; it must still never
+ * crash or touch memory it should not. */
+static bool verify_writes;
+
 static void write_and_read_back(struct sd_img *img, uint8_t *buf,
                                 uint64_t off, uint64_t len, uint64_t seed)
 {
@@ -256,7 +262,8 @@ static void write_and_read_back(struct sd_img *img, uint8_t *buf,
     pattern(buf, len, seed);
     if (sd_img_pwrite(img, buf, len, off, 0) < 0)
         return;
-    if (sd_img_pread(img, back, len, off) == 0 && memcmp(buf, back, len)) {
+    if (verify_writes && sd_img_pread(img, back, len, off) == 0 &&
+        memcmp(buf, back, len)) {
         fprintf(stderr, "write of %llu bytes at %llu does not read back\n",
                 (unsigned long long)len, (unsigned long long)off);
         abort();
@@ -354,18 +361,22 @@ static void fuzz_open(const char *name, enum sd_img_format fmt,
     (void)sd_img_close(img);
 }
 
-static void fuzz_check(const char *name, bool repair)
+/* Run the check; returns true when it found the image consistent. */
+static bool fuzz_check(const char *name, bool repair)
 {
     struct qcow2_check_opts o = { .repair_leaks = repair,
                                   .max_messages = 50 };
     struct qcow2_check_result res;
     struct sd_error err;
+    bool consistent;
     char p[128];
 
     memset(&res, 0, sizeof(res));
     path_in(p, sizeof(p), name);
-    (void)qcow2_check(p, &o, &res, &err);
+    consistent = qcow2_check(p, &o, &res, &err) == 0 &&
+                 res.corruptions == 0 && res.check_errors == 0;
     qcow2_check_result_free(&res);
+    return consistent;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -380,10 +391,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     fuzz_open("top", SD_FMT_QCOW2, false, buf, seed);
     fuzz_open("top", SD_FMT_AUTO, false, buf, seed);
-    if (!skip_check)
-        fuzz_check("top", false);
+    verify_writes = !skip_check && fuzz_check("top", false);
     fuzz_open("w", SD_FMT_QCOW2, true, buf, seed);
     if (!skip_check)
-        fuzz_check("w", true);
+        (void)fuzz_check("w", true);
     return 0;
 }
