@@ -23,7 +23,9 @@
  * - Beyond "no crash, no leak, no hang", the target checks contracts that
  *   need no oracle: an extent starts where it was asked for and is not
  *   empty or too long; a range block status calls zero reads as zeros; a
- *   write that succeeded reads back; a failed open says why.
+ *   write that succeeded reads back (on an image the check finds
+ *   consistent: a corrupt one may map two guest clusters to one host
+ *   cluster, as qemu would too); a failed open says why.
  *
  * Built with libFuzzer (clang, --enable-fuzzing) this file is the whole
  * target; otherwise fuzz/replay-main.c drives it over files, to replay
