@@ -29,7 +29,7 @@
 #include <string.h>
 
 /* Clusters one allocating request plans at once (bounds its memory). */
-enum { ALLOC_MAX_CLUSTERS = 4096 };
+enum { ALLOC_MAX_CLUSTERS = 4096, ALLOC_STACK_PLANS = 16 };
 
 struct cluster_plan {
     uint64_t guest;          /* guest offset of the cluster */
@@ -416,7 +416,12 @@ static int alloc_write(struct sd_img *img, const uint8_t *buf, uint64_t off,
     uint64_t cstart = off & ~(s->cluster_size - 1);
     uint64_t cend = (off + len + s->cluster_size - 1) & ~(s->cluster_size - 1);
     unsigned n = (cend - cstart) >> s->cluster_bits;
-    struct cluster_plan *plans = calloc(n, sizeof(*plans));
+    /* Most requests touch a few clusters: keep their plans on the
+     * coroutine's stack and allocate only for large ones. */
+    struct cluster_plan small[ALLOC_STACK_PLANS];
+    struct cluster_plan *plans = n <= ALLOC_STACK_PLANS
+                                 ? memset(small, 0, sizeof(small))
+                                 : calloc(n, sizeof(*plans));
     struct qcow2_inflight me;
     int ret;
 
@@ -434,7 +439,8 @@ static int alloc_write(struct sd_img *img, const uint8_t *buf, uint64_t off,
     if (ret == 0)
         ret = update_l2(img, plans, n);
     inflight_end(s, &me);
-    free(plans);
+    if (plans != small)
+        free(plans);
     return ret;
 }
 

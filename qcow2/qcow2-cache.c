@@ -24,6 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Coroutine stacks are 256 KiB: a 4 KiB bounce buffer fits easily. */
+enum { CACHE_STACK_BOUNCE = 4096 };
+
 int qcow2_cache_init(struct qcow2_cache *c, unsigned cap, uint32_t table_size,
                      const char *what)
 {
@@ -177,7 +180,7 @@ static int cache_write_once(struct sd_img *img, struct qcow2_cache *c,
 {
     uint32_t lo = e->dirty_lo, hi = e->dirty_hi;
     uint64_t snap = e->gen;
-    uint8_t *bounce;
+    uint8_t small[CACHE_STACK_BOUNCE], *bounce;
     int ret;
 
     if (hi > c->table_size)
@@ -190,7 +193,8 @@ static int cache_write_once(struct sd_img *img, struct qcow2_cache *c,
         return sd_img_set_corrupt(img, "preventing a write of a %s at 0x%llx "
                                   "that overlaps other metadata", c->what,
                                   (unsigned long long)e->offset);
-    bounce = malloc(hi - lo);
+    /* The usual write-through is one or two sectors of a table. */
+    bounce = hi - lo <= sizeof(small) ? small : malloc(hi - lo);
     if (!bounce)
         return -ENOMEM;
     memcpy(bounce, e->data + lo, hi - lo);
@@ -199,7 +203,8 @@ static int cache_write_once(struct sd_img *img, struct qcow2_cache *c,
     e->writing = true;
     ret = blk_pwrite(img->file, bounce, hi - lo, e->offset + lo);
     e->writing = false;
-    free(bounce);
+    if (bounce != small)
+        free(bounce);
     if (ret < 0) {
         /* Keep the range dirty so a later write retries it. */
         if (lo < e->dirty_lo)
