@@ -390,12 +390,13 @@ static void sync_done(void *opaque, int ret)
 static int run_sync(struct sd_img *img, const struct sd_img_req *req_in)
 {
     struct sync_run w = { .req = *req_in };
-    int ret = validate(img, &w.req);
+    int ret;
 
-    if (ret < 0)
-        return ret;
-    if (co_in_coroutine())
-        return run_request(img, &w.req);
+    if (co_in_coroutine()) {
+        ret = validate(img, &w.req);
+        return ret < 0 ? ret : run_request(img, &w.req);
+    }
+    /* sd_img_submit() validates. */
     w.req.cb = sync_done;
     w.req.opaque = &w;
     ret = sd_img_submit(img, &w.req);

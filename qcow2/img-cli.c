@@ -304,3 +304,26 @@ int cli_json_set(json_t *obj, const char *key, json_t *value)
 {
     return value && json_object_set_new(obj, key, value) == 0 ? 0 : -ENOMEM;
 }
+
+int cli_inspect_option(const char *cmd, int c, const char *arg,
+                       const struct cli_inspect_opts *o)
+{
+    switch (c) {
+    case CLI_OPT_JSON:
+        *o->output = CLI_OUT_JSON;
+        return 0;
+    case CLI_OPT_OUTPUT:
+        if (cli_parse_output(arg, o->output) < 0)
+            return cli_fail("%s: unknown output format '%s'", cmd, arg);
+        return 0;
+    case 'f':
+        if (cli_parse_format(arg, true, o->format) < 0)
+            return cli_fail("%s: unknown format '%s'", cmd, arg);
+        return 0;
+    case 'U':
+        *o->force_share = true;
+        return 0;
+    default:
+        return -1;
+    }
+}

@@ -55,6 +55,18 @@ enum {
     CLI_OPT_FORCE_SHARE,
 };
 
+/* The options the inspecting commands (info, check, map) share: --json,
+ * --output, -f and -U. Returns 0 when c was one of them and was applied,
+ * -1 when it was not (the caller handles it), or an exit status after
+ * printing why arg is wrong. */
+struct cli_inspect_opts {
+    enum cli_output *output;
+    enum sd_img_format *format;
+    bool *force_share;
+};
+int cli_inspect_option(const char *cmd, int c, const char *arg,
+                       const struct cli_inspect_opts *o);
+
 /* "raw" / "qcow2" (also "auto" when allow_auto). */
 int cli_parse_format(const char *s, bool allow_auto, enum sd_img_format *out);
 const char *cli_format_name(enum sd_img_format fmt);

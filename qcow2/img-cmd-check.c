@@ -60,32 +60,26 @@ static int parse_args(int argc, char **argv, struct check_args *a)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    int c;
+    const struct cli_inspect_opts common = {
+        &a->output, &a->format, &a->force_share,
+    };
+    int c, ret;
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":f:r:U", longopts, NULL)) != -1) {
         switch (c) {
-        case CLI_OPT_JSON:
-            a->output = CLI_OUT_JSON;
-            break;
-        case CLI_OPT_OUTPUT:
-            if (cli_parse_output(optarg, &a->output) < 0)
-                return cli_fail("check: unknown output format '%s'", optarg);
-            break;
-        case 'f':
-            if (cli_parse_format(optarg, true, &a->format) < 0)
-                return cli_fail("check: unknown format '%s'", optarg);
-            break;
         case 'r':
             if (strcmp(optarg, "leaks") && strcmp(optarg, "all"))
                 return cli_fail("check: -r: expected 'leaks' or 'all', not "
                                 "'%s'", optarg);
             a->repair = true;
             break;
-        case 'U':
-            a->force_share = true;
-            break;
         default:
+            ret = cli_inspect_option("check", c, optarg, &common);
+            if (ret == 0)
+                break;
+            if (ret > 0)
+                return ret;
             return cli_bad_option("check", c, argv);
         }
     }

@@ -467,6 +467,13 @@ static int create_destination(const char *dst, uint64_t size,
     return qcow2_create(dst, &c, err);
 }
 
+/* Each operation drives its own ring; say so when there is none. */
+static int ring_failed(struct sd_error *err, int ret)
+{
+    return sd_error_set(err, ret, "could not set up io_uring: %s",
+                        strerror(-ret));
+}
+
 int sd_img_convert(const char *src, const char *dst,
                    const struct sd_convert_opts *opts, struct sd_error *err)
 {
@@ -482,8 +489,7 @@ int sd_img_convert(const char *src, const char *dst,
 
     sd_error_clear(err);
     if (ret < 0)
-        return sd_error_set(err, ret, "could not set up io_uring: %s",
-                            strerror(-ret));
+        return ring_failed(err, ret);
     so.ring = dopts.ring = &ring;
     ret = open_image(&in, src, &so, err);
     if (ret < 0)
@@ -567,8 +573,7 @@ int sd_img_commit(const char *path, const struct sd_commit_opts *opts,
 
     sd_error_clear(err);
     if (ret < 0)
-        return sd_error_set(err, ret, "could not set up io_uring: %s",
-                            strerror(-ret));
+        return ring_failed(err, ret);
     to.ring = bo.ring = &ring;
     ret = open_image(&top, path, &to, err);
     if (ret < 0)
@@ -790,8 +795,7 @@ int sd_img_rebase(const char *path, const struct sd_rebase_opts *opts,
 
     sd_error_clear(err);
     if (ret < 0)
-        return sd_error_set(err, ret, "could not set up io_uring: %s",
-                            strerror(-ret));
+        return ring_failed(err, ret);
     to.ring = &ring;
     ret = open_image(&top, path, &to, err);
     if (ret < 0)
