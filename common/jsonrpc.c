@@ -845,6 +845,12 @@ static int param_take(struct jsonrpc_request *req, json_t *v,
                                p->name);
         *p->out.object = v;
         return 0;
+    case JSONRPC_ARRAY:
+        if (!json_is_array(v))
+            return param_error(req, p->name, "param %s must be an array",
+                               p->name);
+        *p->out.object = v;
+        return 0;
     }
     return param_error(req, p->name, "param %s has an unknown type", p->name);
 }

@@ -218,6 +218,7 @@ enum jsonrpc_param_type {
     JSONRPC_BOOL,
     JSONRPC_INTEGER,
     JSONRPC_OBJECT,
+    JSONRPC_ARRAY,
 };
 
 struct jsonrpc_param {
@@ -242,6 +243,8 @@ struct jsonrpc_param {
       .min = (lo), .max = (hi), .out.integer = (p) }
 #define JSONRPC_PARAM_OBJECT(n, req, p) \
     { .name = (n), .type = JSONRPC_OBJECT, .required = (req), .out.object = (p) }
+#define JSONRPC_PARAM_ARRAY(n, req, p) \
+    { .name = (n), .type = JSONRPC_ARRAY, .required = (req), .out.object = (p) }
 #define JSONRPC_PARAM_END { .name = NULL }
 
 /* Checks params (may be NULL: no params) against spec and fills the

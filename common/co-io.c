@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include "co-io.h"
+#include "coroutine.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/uio.h>
+
+static void op_complete(struct sd_io *io, int res)
+{
+    struct co_io_op *op = (struct co_io_op *)io;
+
+    op->res = res;
+    if (--op->waiting == 0)
+        co_schedule(op->co);
+}
+
+static void op_timeout_complete(struct sd_io *io, int res)
+{
+    struct co_io_op *op =
+        (struct co_io_op *)((char *)io - offsetof(struct co_io_op, timeout_io));
+
+    op->timeout_res = res;
+    if (--op->waiting == 0)
+        co_schedule(op->co);
+}
+
+struct io_uring_sqe *co_io_prepare(struct sd_ring *r, struct co_io_op *op,
+                                   bool has_deadline)
+{
+    memset(op, 0, sizeof(*op));
+    op->io.complete = op_complete;
+    op->timeout_io.complete = op_timeout_complete;
+    /* A linked pair must go in one submission: make room for both now,
+     * or the operation could be submitted without its timeout. */
+    if (has_deadline && io_uring_sq_space_left(&r->uring) < 2 &&
+        io_uring_submit(&r->uring) < 0)
+        return NULL;
+    op->sqe = sd_ring_get_sqe(r, &op->io);
+    return op->sqe;
+}
+
+static void remaining_time(const struct timespec *deadline,
+                           struct __kernel_timespec *ts)
+{
+    struct timespec now;
+    int64_t ns;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ns = (int64_t)(deadline->tv_sec - now.tv_sec) * 1000000000 +
+         (deadline->tv_nsec - now.tv_nsec);
+    if (ns < 1)
+        ns = 1;
+    ts->tv_sec = ns / 1000000000;
+    ts->tv_nsec = ns % 1000000000;
+}
+
+int co_io_wait(struct sd_ring *r, struct co_io_op *op,
+               const struct timespec *deadline)
+{
+    op->co = co_self();
+    op->waiting = 1;
+    if (deadline) {
+        struct io_uring_sqe *sqe;
+
+        op->sqe->flags |= IOSQE_IO_LINK;
+        remaining_time(deadline, &op->ts);
+        sqe = sd_ring_get_sqe(r, &op->timeout_io);
+        io_uring_prep_link_timeout(sqe, &op->ts, 0);
+        op->waiting = 2;
+    }
+    while (op->waiting)
+        co_yield();
+    if (deadline && op->res == -ECANCELED && op->timeout_res == -ETIME)
+        return -ETIMEDOUT;
+    return op->res;
+}
+
+int co_recv_all(struct sd_ring *r, int fd, void *buf, size_t len,
+                const struct timespec *deadline)
+{
+    char *p = buf;
+
+    while (len) {
+        struct co_io_op op;
+        struct io_uring_sqe *sqe = co_io_prepare(r, &op, deadline != NULL);
+
+        if (!sqe)
+            return -EIO;
+        io_uring_prep_recv(sqe, fd, p, len, MSG_WAITALL);
+        int n = co_io_wait(r, &op, deadline);
+        if (n == -EINTR || n == -EAGAIN)
+            continue;
+        if (n < 0)
+            return n;
+        if (n == 0)
+            return -ECONNRESET;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int co_send_all(struct sd_ring *r, int fd, const void *buf, size_t len,
+                const struct timespec *deadline)
+{
+    const char *p = buf;
+
+    while (len) {
+        struct co_io_op op;
+        struct io_uring_sqe *sqe = co_io_prepare(r, &op, deadline != NULL);
+
+        if (!sqe)
+            return -EIO;
+        io_uring_prep_send(sqe, fd, p, len, MSG_NOSIGNAL);
+        int n = co_io_wait(r, &op, deadline);
+        if (n == -EINTR || n == -EAGAIN)
+            continue;
+        if (n < 0)
+            return n;
+        if (n == 0)
+            return -ECONNRESET;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void advance_iov(struct iovec **iov, int *iovcnt, size_t n)
+{
+    while (n && *iovcnt) {
+        if (n < (*iov)->iov_len) {
+            (*iov)->iov_base = (char *)(*iov)->iov_base + n;
+            (*iov)->iov_len -= n;
+            return;
+        }
+        n -= (*iov)->iov_len;
+        (*iov)++;
+        (*iovcnt)--;
+    }
+    while (*iovcnt && (*iov)->iov_len == 0) {
+        (*iov)++;
+        (*iovcnt)--;
+    }
+}
+
+int co_sendmsg_all(struct sd_ring *r, int fd, struct iovec *iov, int iovcnt)
+{
+    advance_iov(&iov, &iovcnt, 0);
+    while (iovcnt) {
+        struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
+        struct co_io_op op;
+        struct io_uring_sqe *sqe = co_io_prepare(r, &op, false);
+
+        if (!sqe)
+            return -EIO;
+        io_uring_prep_sendmsg(sqe, fd, &msg, MSG_NOSIGNAL);
+        int n = co_io_wait(r, &op, NULL);
+        if (n == -EINTR || n == -EAGAIN)
+            continue;
+        if (n < 0)
+            return n;
+        if (n == 0)
+            return -ECONNRESET;
+        advance_iov(&iov, &iovcnt, (size_t)n);
+    }
+    return 0;
+}
+
+struct timespec co_deadline_in(unsigned seconds)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += seconds;
+    return ts;
+}
+
+int co_sleep_ns(struct sd_ring *r, uint64_t ns)
+{
+    struct co_io_op op;
+    struct io_uring_sqe *sqe = co_io_prepare(r, &op, false);
+
+    if (!sqe)
+        return -EIO;
+    op.ts.tv_sec = (long long)(ns / 1000000000u);
+    op.ts.tv_nsec = (long long)(ns % 1000000000u);
+    io_uring_prep_timeout(sqe, &op.ts, 0, 0);
+    int ret = co_io_wait(r, &op, NULL);
+    return ret == -ETIME ? 0 : ret;
+}

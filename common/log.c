@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_int log_level = SD_LOG_INFO;
+static atomic_int log_timestamps = 1;
+
+void sd_log_set_level(enum sd_log_level level)
+{
+    atomic_store(&log_level, (int)level);
+}
+
+void sd_log_set_timestamps(int on)
+{
+    atomic_store(&log_timestamps, on);
+}
+
+static const char *level_name(enum sd_log_level level)
+{
+    switch (level) {
+    case SD_LOG_DEBUG: return "debug";
+    case SD_LOG_INFO: return "info";
+    case SD_LOG_WARN: return "warning";
+    case SD_LOG_ERROR: return "error";
+    }
+    return "?";
+}
+
+static size_t format_timestamp(char *buf, size_t size)
+{
+    struct timespec ts;
+    struct tm tm;
+
+    if (!atomic_load(&log_timestamps))
+        return 0;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    int m = snprintf(buf + n, size - n, ".%03ldZ ", ts.tv_nsec / 1000000);
+    return m > 0 && (size_t)m < size - n ? n + (size_t)m : n;
+}
+
+void sd_log(enum sd_log_level level, const char *fmt, ...)
+{
+    char line[2048];
+    size_t n;
+    va_list ap;
+    int m;
+
+    if ((int)level < atomic_load(&log_level))
+        return;
+    n = format_timestamp(line, sizeof(line));
+    m = snprintf(line + n, sizeof(line) - n, "%s: ", level_name(level));
+    if (m > 0)
+        n += (size_t)m;
+    va_start(ap, fmt);
+    m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+    va_end(ap);
+    if (m > 0)
+        n += (size_t)m < sizeof(line) - n - 1 ? (size_t)m : sizeof(line) - n - 2;
+    line[n++] = '\n';
+    /* A failed log write has nowhere better to be reported. */
+    ssize_t w = write(STDERR_FILENO, line, n);
+    (void)w;
+}

@@ -1,0 +1,512 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include "server/conn.h"
+#include "common/co-io.h"
+#include "common/log.h"
+#include "server/exports.h"
+#include "server/image-table.h"
+#include "server/server.h"
+#include "server/tls.h"
+#include "server/worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Dead-peer detection for connections that go silent: keepalive probes
+ * after 30 s idle, and unacknowledged data fails the socket after 60 s,
+ * so a stale writer's socket errors out instead of lingering. */
+enum { KEEPALIVE_IDLE_S = 30, KEEPALIVE_INTERVAL_S = 10,
+       KEEPALIVE_COUNT = 3, USER_TIMEOUT_MS = 60000 };
+enum { TLS_INPUT_SIZE = 64 * 1024 };
+
+struct conn_waiter {
+    struct conn_waiter *next;
+    char *name;                       /* NULL: every connection */
+    uint64_t max_id;
+    conn_waiter_fn *fn;
+    void *arg;
+};
+
+int64_t now_realtime_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_tcp_options(int fd)
+{
+    int on = 1, idle = KEEPALIVE_IDLE_S, intvl = KEEPALIVE_INTERVAL_S;
+    int cnt = KEEPALIVE_COUNT;
+    unsigned timeout = USER_TIMEOUT_MS;
+
+    /* Best effort: a socket without them still works. */
+    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout,
+                     sizeof(timeout));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+}
+
+static void format_peer(struct conn *c)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+
+    if (c->addr.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)&c->addr;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        port = ntohs(a->sin_port);
+        snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
+    } else if (c->addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)&c->addr;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        port = ntohs(a->sin6_port);
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host, port);
+    } else {
+        snprintf(c->peer, sizeof(c->peer), "unix");
+    }
+}
+
+static void conn_main(void *arg);
+
+static void conn_start(void *arg)
+{
+    struct conn *c = arg;
+
+    if (worker_spawn(conn_main, c) < 0) {
+        sd_log_error("%s: out of memory starting the handshake", c->label);
+        conn_finish(c);
+    }
+}
+
+static void conn_resume(void *arg)
+{
+    struct conn *c = arg;
+
+    if (worker_spawn((worker_fn *)conn_transmission, c) < 0) {
+        sd_log_error("%s: out of memory starting transmission", c->label);
+        conn_finish(c);
+    }
+}
+
+static void conn_main(void *arg)
+{
+    struct conn *c = arg;
+    struct worker *owner;
+
+    if (conn_handshake(c) < 0) {
+        conn_finish(c);
+        return;
+    }
+    owner = c->def->image->owner;
+    if (owner != c->worker) {
+        atomic_fetch_sub(&c->worker->n_conns, 1);
+        atomic_fetch_add(&owner->n_conns, 1);
+        pthread_mutex_lock(&c->srv->conns_lock);
+        c->worker = owner;
+        pthread_mutex_unlock(&c->srv->conns_lock);
+        /* From here the connection belongs to the owner's thread; this
+         * coroutine must not touch it again. */
+        if (worker_post(owner, conn_resume, c) < 0) {
+            sd_log_error("%s: out of memory moving to %s", c->label,
+                         owner->name);
+            conn_finish(c);
+        }
+        return;
+    }
+    conn_transmission(c);
+}
+
+int conn_accept(struct sd_server *srv, int fd, const struct sockaddr *addr,
+                socklen_t addrlen, const char *listener)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    struct worker *w;
+
+    if (!c)
+        return -ENOMEM;
+    c->srv = srv;
+    c->fd = fd;
+    c->listener = listener;
+    if (addrlen > sizeof(c->addr))
+        addrlen = sizeof(c->addr);
+    memcpy(&c->addr, addr, addrlen);
+    c->is_unix = addr->sa_family == AF_UNIX;
+    if (!c->is_unix)
+        set_tcp_options(fd);
+    format_peer(c);
+    c->since_ms = now_realtime_ms();
+    c->budget = srv->settings.inflight_per_connection;
+
+    w = &srv->workers[atomic_fetch_add(&srv->next_worker, 1) % srv->n_workers];
+    c->worker = w;
+    atomic_fetch_add(&w->n_conns, 1);
+
+    pthread_mutex_lock(&srv->conns_lock);
+    c->id = ++srv->next_conn_id;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->n_conns++;
+    pthread_mutex_unlock(&srv->conns_lock);
+    snprintf(c->label, sizeof(c->label), "conn %" PRIu64 " (%s)", c->id,
+             c->peer);
+    sd_log_info("%s: connected on %s", c->label, listener);
+
+    if (worker_post(w, conn_start, c) < 0) {
+        conn_finish(c);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static void conn_gone(void *arg)
+{
+    conn_check_waiters(arg);
+}
+
+void conn_finish(struct conn *c)
+{
+    struct sd_server *srv = c->srv;
+
+    pthread_mutex_lock(&srv->conns_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->n_conns--;
+    /* Closed under the lock: conn_request_close() never shuts down a
+     * descriptor number that a new socket has taken. */
+    close(c->fd);
+    pthread_mutex_unlock(&srv->conns_lock);
+
+    atomic_fetch_sub(&c->worker->n_conns, 1);
+    sd_log_info("%s: disconnected%s%s", c->label, c->def ? " from " : "",
+                c->def ? c->def->cfg->name : "");
+    if (c->def) {
+        atomic_fetch_sub(&c->def->stats->clients, 1);
+        export_def_unref(c->def);
+    }
+    sd_tls_session_free(c->tls);
+    free(c->tls_in);
+    free(c->tls_peer);
+    free(c);
+    /* Best effort: without memory the waiter is checked at the next
+     * departure. */
+    (void)worker_post(&srv->control, conn_gone, srv);
+}
+
+void conn_request_close(struct conn *c, bool graceful)
+{
+    atomic_store(&c->closing, true);
+    /* Graceful: the reader sees the end of the stream, while requests
+     * in flight still get their replies. Otherwise both directions go,
+     * which is what a fence needs for a stale writer. */
+    (void)shutdown(c->fd, graceful ? SHUT_RD : SHUT_RDWR);
+}
+
+/* --- byte transport --- */
+
+static int tls_flush(struct conn *c)
+{
+    int ret = 0;
+
+    co_mutex_lock(&c->tls_send_lock);
+    for (;;) {
+        const void *ptr;
+        size_t n = sd_tls_session_output(c->tls, &ptr);
+        char *copy;
+
+        if (!n)
+            break;
+        /* Copy: while this coroutine waits for the send, another may
+         * add records to the session's output. */
+        copy = malloc(n);
+        if (!copy) {
+            ret = -ENOMEM;
+            break;
+        }
+        memcpy(copy, ptr, n);
+        sd_tls_session_consume(c->tls, n);
+        ret = co_send_all(&c->worker->ring, c->fd, copy, n, NULL);
+        free(copy);
+        if (ret < 0)
+            break;
+    }
+    co_mutex_unlock(&c->tls_send_lock);
+    return ret;
+}
+
+static int tls_fill(struct conn *c, const struct timespec *deadline)
+{
+    struct co_io_op op;
+    struct io_uring_sqe *sqe;
+    int n;
+
+    for (;;) {
+        sqe = co_io_prepare(&c->worker->ring, &op, deadline != NULL);
+        if (!sqe)
+            return -EIO;
+        io_uring_prep_recv(sqe, c->fd, c->tls_in, TLS_INPUT_SIZE, 0);
+        n = co_io_wait(&c->worker->ring, &op, deadline);
+        if (n == -EINTR || n == -EAGAIN)
+            continue;
+        if (n < 0)
+            return n;
+        if (n == 0)
+            return -ECONNRESET;
+        return sd_tls_session_put_input(c->tls, c->tls_in, (size_t)n);
+    }
+}
+
+int conn_read(struct conn *c, void *buf, size_t len,
+              const struct timespec *deadline)
+{
+    char *p = buf;
+
+    if (!c->tls)
+        return co_recv_all(&c->worker->ring, c->fd, buf, len, deadline);
+    while (len) {
+        ssize_t n = sd_tls_session_read(c->tls, p, len);
+        int ret;
+
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return -ECONNRESET;
+        if (n != -EAGAIN)
+            return (int)n;
+        ret = tls_flush(c);
+        if (ret == 0)
+            ret = tls_fill(c, deadline);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+int conn_write(struct conn *c, const void *buf, size_t len,
+               const struct timespec *deadline)
+{
+    int ret;
+
+    if (!c->tls)
+        return co_send_all(&c->worker->ring, c->fd, buf, len, deadline);
+    ret = sd_tls_session_write(c->tls, buf, len);
+    return ret < 0 ? ret : tls_flush(c);
+}
+
+int conn_writev(struct conn *c, struct iovec *iov, int iovcnt)
+{
+    if (!c->tls)
+        return co_sendmsg_all(&c->worker->ring, c->fd, iov, iovcnt);
+    for (int i = 0; i < iovcnt; i++) {
+        int ret = sd_tls_session_write(c->tls, iov[i].iov_base,
+                                       iov[i].iov_len);
+        if (ret < 0)
+            return ret;
+    }
+    return tls_flush(c);
+}
+
+int conn_start_tls(struct conn *c, const struct timespec *deadline)
+{
+    struct sd_error err;
+    int ret;
+
+    c->tls_in = malloc(TLS_INPUT_SIZE);
+    if (!c->tls_in)
+        return -ENOMEM;
+    ret = sd_tls_session_new(c->srv->tls, &c->tls);
+    if (ret < 0)
+        return ret;
+    for (;;) {
+        sd_error_clear(&err);
+        ret = sd_tls_session_handshake(c->tls, &err);
+        int fret = tls_flush(c);
+        if (ret == 0 && fret == 0)
+            break;
+        if (ret == -EAGAIN && fret == 0)
+            fret = tls_fill(c, deadline);
+        if (ret != -EAGAIN) {
+            sd_log_warn("%s: TLS handshake failed: %s", c->label,
+                        err.msg[0] ? err.msg : strerror(-ret));
+            return ret;
+        }
+        if (fret < 0) {
+            sd_log_warn("%s: TLS handshake: %s", c->label, strerror(-fret));
+            return fret;
+        }
+    }
+    const char *peer = sd_tls_session_peer(c->tls);
+    if (peer)
+        c->tls_peer = strdup(peer);
+    sd_log_info("%s: TLS established%s%s", c->label, peer ? ", client " : "",
+                peer ? peer : "");
+    return 0;
+}
+
+/* --- table queries and waiters (control loop) --- */
+
+static bool conn_matches(const struct conn *c, const char *name,
+                         uint64_t max_id)
+{
+    if (c->id >= max_id)
+        return false;
+    return !name || (c->def && strcmp(c->def->cfg->name, name) == 0);
+}
+
+uint64_t conn_next_id(struct sd_server *srv)
+{
+    uint64_t id;
+
+    pthread_mutex_lock(&srv->conns_lock);
+    id = srv->next_conn_id + 1;
+    pthread_mutex_unlock(&srv->conns_lock);
+    return id;
+}
+
+unsigned conn_count(struct sd_server *srv, const char *name)
+{
+    unsigned n = 0;
+
+    pthread_mutex_lock(&srv->conns_lock);
+    for (struct conn *c = srv->conns; c; c = c->next)
+        n += conn_matches(c, name, UINT64_MAX);
+    pthread_mutex_unlock(&srv->conns_lock);
+    return n;
+}
+
+unsigned conn_close_matching(struct sd_server *srv, const char *name,
+                             uint64_t older_than, bool graceful)
+{
+    unsigned n = 0;
+
+    pthread_mutex_lock(&srv->conns_lock);
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        if (conn_matches(c, name, older_than)) {
+            conn_request_close(c, graceful);
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&srv->conns_lock);
+    return n;
+}
+
+int conn_close_by_id(struct sd_server *srv, uint64_t id)
+{
+    int ret = -ENOENT;
+
+    pthread_mutex_lock(&srv->conns_lock);
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        if (c->id == id) {
+            conn_request_close(c, false);
+            ret = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&srv->conns_lock);
+    return ret;
+}
+
+json_t *conn_list_json(struct sd_server *srv)
+{
+    json_t *list = json_array();
+
+    if (!list)
+        return NULL;
+    pthread_mutex_lock(&srv->conns_lock);
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        json_t *o = json_pack(
+            "{s:I, s:s, s:s, s:s?, s:b, s:s?, s:I, s:I, s:s, s:b}",
+            "id", (json_int_t)c->id, "peer", c->peer, "listener",
+            c->listener, "export",
+            c->export_name[0] ? c->export_name : NULL, "tls", c->tls != NULL,
+            "tls_peer", c->tls_peer, "since_ms", (json_int_t)c->since_ms,
+            "requests", (json_int_t)atomic_load(&c->requests), "worker",
+            c->worker->name, "closing", atomic_load(&c->closing));
+        if (!o || json_array_append_new(list, o) < 0) {
+            json_decref(list);
+            list = NULL;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&srv->conns_lock);
+    return list;
+}
+
+static bool any_matching(struct sd_server *srv, const char *name,
+                         uint64_t max_id)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&srv->conns_lock);
+    for (struct conn *c = srv->conns; c && !found; c = c->next)
+        found = conn_matches(c, name, max_id);
+    pthread_mutex_unlock(&srv->conns_lock);
+    return found;
+}
+
+int conn_wait_gone(struct sd_server *srv, const char *name, uint64_t max_id,
+                   conn_waiter_fn *fn, void *arg)
+{
+    struct conn_waiter *w = calloc(1, sizeof(*w));
+
+    if (!w)
+        return -ENOMEM;
+    if (name && !(w->name = strdup(name))) {
+        free(w);
+        return -ENOMEM;
+    }
+    w->max_id = max_id;
+    w->fn = fn;
+    w->arg = arg;
+    w->next = srv->waiters;
+    srv->waiters = w;
+    /* Checked from the loop, never inside the caller: a control method
+     * must have returned JSONRPC_PENDING before its reply is sent. */
+    if (worker_post(&srv->control, conn_gone, srv) < 0) {
+        srv->waiters = w->next;
+        free(w->name);
+        free(w);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void conn_check_waiters(struct sd_server *srv)
+{
+    struct conn_waiter **pp = &srv->waiters;
+
+    while (*pp) {
+        struct conn_waiter *w = *pp;
+
+        if (any_matching(srv, w->name, w->max_id)) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        w->fn(w->arg);
+        free(w->name);
+        free(w);
+        /* fn may have added waiters: start over. */
+        pp = &srv->waiters;
+    }
+}

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One NBD client connection: its socket (plain or TLS), what it
+ * negotiated, and its place in the server's connection table.
+ *
+ * Life: the control loop accepts it and hands it to a worker, which runs
+ * the handshake; once an export is chosen the connection moves to the
+ * worker that owns the export's image and serves requests there until
+ * the client leaves, the connection is closed by the control socket, or
+ * the server stops. It leaves the table only after all its I/O is done,
+ * which is what export.fence and drains wait for.
+ */
+#ifndef SENDENSE_SERVER_CONN_H
+#define SENDENSE_SERVER_CONN_H
+
+#include "common/coroutine.h"
+
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+
+struct sd_server;
+struct worker;
+struct export_def;
+struct sd_tls_session;
+struct nbd_req;
+
+struct conn {
+    struct conn *prev, *next;         /* server table, under conns_lock */
+    uint64_t id;
+    struct sd_server *srv;
+    struct worker *worker;            /* the loop it runs on now */
+    int fd;
+    bool is_unix;
+    char peer[80];                    /* "ADDR:PORT" or "unix" */
+    char label[128];                  /* "conn N (peer)" for logs */
+    struct sockaddr_storage addr;
+    int64_t since_ms;                 /* CLOCK_REALTIME */
+    atomic_bool closing;              /* asked to close (control) */
+    const char *listener;             /* listener text, for logs */
+
+    /* TLS (NULL: plain). A send lock keeps ciphertext in order between
+     * the reader (which may produce alerts) and the sender. */
+    struct sd_tls_session *tls;
+    char *tls_in;                     /* ciphertext read buffer */
+    struct co_mutex tls_send_lock;
+    char *tls_peer;                   /* client identity */
+
+    /* Negotiated. */
+    struct export_def *def;           /* set once, before transmission */
+    char export_name[256];            /* for listings, under conns_lock */
+    bool structured;
+    bool no_zeroes;
+    bool ctx_base, ctx_depth;         /* meta contexts selected */
+
+    /* Transmission (owner worker only). */
+    bool reading;                     /* reader still takes requests */
+    uint64_t inflight_bytes;
+    unsigned inflight_reqs;
+    uint64_t budget;
+    struct co_queue budget_wait;      /* reader waits here */
+    struct co_queue idle_wait;        /* teardown waits for requests */
+    struct nbd_req *send_head, *send_tail;
+    struct co_queue send_wait;        /* sender sleeps here */
+    bool sender_running;
+    bool sender_done;
+    int send_error;
+    bool wrote;                       /* flush on the way out */
+    atomic_uint_fast64_t requests;    /* for connection.list */
+};
+
+/* Control loop: a new accepted socket; runs it on a worker. */
+int conn_accept(struct sd_server *srv, int fd, const struct sockaddr *addr,
+                socklen_t addrlen, const char *listener);
+
+/* Byte transport over the connection (coroutines on c->worker). deadline
+ * may be NULL. Return 0 or a negative errno (-ECONNRESET: peer gone). */
+int conn_read(struct conn *c, void *buf, size_t len,
+              const struct timespec *deadline);
+int conn_write(struct conn *c, const void *buf, size_t len,
+               const struct timespec *deadline);
+int conn_writev(struct conn *c, struct iovec *iov, int iovcnt);
+/* TLS handshake after STARTTLS. */
+int conn_start_tls(struct conn *c, const struct timespec *deadline);
+
+/* Coroutine: serve requests until the end (transmission.c). */
+void conn_transmission(struct conn *c);
+/* Coroutine: the handshake (handshake.c). Returns 0 with c->def set to
+ * go on with transmission, or a negative errno to close. */
+int conn_handshake(struct conn *c);
+
+/* End of the connection: out of the table, socket closed, references
+ * dropped, waiters told. Call on c->worker once no I/O is in flight. */
+void conn_finish(struct conn *c);
+
+/* Any thread (holding conns_lock unless c is the caller's own): ask a
+ * connection to close, by shutdown(2) of its socket. */
+void conn_request_close(struct conn *c, bool graceful);
+
+/* Control loop: JSON for connection.list. */
+json_t *conn_list_json(struct sd_server *srv);
+/* Control loop: close connection id (-ENOENT when none). */
+int conn_close_by_id(struct sd_server *srv, uint64_t id);
+/* Control loop: close every connection of export name (NULL: all); with
+ * older_than, only those with id < older_than. Returns how many. */
+unsigned conn_close_matching(struct sd_server *srv, const char *name,
+                             uint64_t older_than, bool graceful);
+
+/* Waiting for connections to be gone (fence, drain, stop). The callback
+ * runs on the control loop when no connection matching (name, ids below
+ * max_id) remains in the table. */
+typedef void conn_waiter_fn(void *arg);
+int conn_wait_gone(struct sd_server *srv, const char *name, uint64_t max_id,
+                   conn_waiter_fn *fn, void *arg);
+/* Control loop: check waiters (after a connection left). */
+void conn_check_waiters(struct sd_server *srv);
+/* The id the next connection will get. */
+uint64_t conn_next_id(struct sd_server *srv);
+unsigned conn_count(struct sd_server *srv, const char *name);
+
+int64_t now_realtime_ms(void);
+
+#endif
