@@ -182,6 +182,17 @@ static void co_release(struct coroutine *co)
     free(co);
 }
 
+void co_thread_release_pool(void)
+{
+    while (co_tls.pool) {
+        struct coroutine *co = co_tls.pool;
+        co_tls.pool = co->next_ready;
+        free(co->stack);
+        free(co);
+    }
+    co_tls.pool_len = 0;
+}
+
 void co_enter(struct coroutine *co)
 {
     struct coroutine *self = co_tls.current;

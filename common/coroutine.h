@@ -36,6 +36,10 @@ static inline bool co_in_coroutine(void) { return co_self() != NULL; }
  * nested inside the caller. */
 void co_schedule(struct coroutine *co);
 
+/* Free this thread's pool of finished coroutines (a thread that ends
+ * calls it last). */
+void co_thread_release_pool(void);
+
 /* Enter every scheduled coroutine; returns how many ran. */
 unsigned co_run_ready(void);
 

@@ -21,7 +21,7 @@ for a in "$@"; do
     esac
 done
 
-targets=(qcow2-image jsonrpc config-yaml config-ini)
+targets=(qcow2-image jsonrpc config-yaml config-ini nbd-request nbd-session)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -170,6 +170,14 @@ int sd_img_open_backing(struct sd_img *img, const char *path,
     return 0;
 }
 
+void sd_img_set_ring(struct sd_img *img, struct sd_ring *ring)
+{
+    for (; img; img = img->backing) {
+        img->ring = ring;
+        img->file->ring = ring;
+    }
+}
+
 int sd_img_close(struct sd_img *img)
 {
     int ret = 0;

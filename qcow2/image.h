@@ -130,6 +130,12 @@ struct sd_img_info {
 int sd_img_open(struct sd_img **out, const char *path,
                 const struct sd_img_open_opts *opts, struct sd_error *err);
 
+/* Hand the image (and its chain) to another ring, or to none (NULL:
+ * plain system calls). Only while no operation is in flight: a server
+ * opens and closes images on one thread with no ring, and runs their
+ * I/O on a worker's ring in between. */
+void sd_img_set_ring(struct sd_img *img, struct sd_ring *ring);
+
 /* Flush (when writable) and close the image and its chain. Returns the
  * flush result; the image is closed either way. */
 int sd_img_close(struct sd_img *img);

@@ -62,6 +62,7 @@ struct conn {
     bool reading;                     /* reader still takes requests */
     uint64_t inflight_bytes;
     unsigned inflight_reqs;
+    atomic_uint peak_inflight_reqs;   /* for connection.list */
     uint64_t budget;
     struct co_queue budget_wait;      /* reader waits here */
     struct co_queue idle_wait;        /* teardown waits for requests */

@@ -63,7 +63,8 @@ static int open_image(struct sd_server *srv, const char *path,
     }
     im->srv = srv;
     im->owner = server_pick_image_worker(srv);
-    opts.ring = &im->owner->ring;
+    /* Opened here with plain system calls: the owner's ring belongs to
+     * the owner's thread, which is running. */
     ret = sd_img_open(&im->img, path, &opts, err);
     if (ret < 0) {
         free(im->path);
@@ -77,6 +78,7 @@ static int open_image(struct sd_server *srv, const char *path,
     im->size = sd_img_size(im->img);
     sd_img_get_caps(im->img, &im->caps);
     atomic_fetch_add(&im->owner->n_images, 1);
+    sd_img_set_ring(im->img, &im->owner->ring);
     *out = im;
     return 0;
 }
@@ -178,8 +180,10 @@ static void close_image(void *arg)
     int ret;
 
     unlink_from_table(im);
-    /* Nothing uses the image any more, so its I/O is over: closing it
-     * here (flush included) cannot race its owner's ring. */
+    /* Nothing uses the image any more, so its I/O is over: take it off
+     * the owner's ring and close it here (flush included) with plain
+     * system calls. */
+    sd_img_set_ring(im->img, NULL);
     ret = sd_img_close(im->img);
     if (ret < 0)
         sd_log_error("image %s: flush on close failed: %s", im->path,

@@ -415,6 +415,9 @@ int server_run(const char *config_path, bool foreground, struct sd_error *err)
         raise_fd_limit();
         block_signals();
         srv->systemd = getenv("NOTIFY_SOCKET") != NULL;
+        if (getenv("SENDENSE_NBD_TEST_DELAY_US"))
+            srv->test_delay_us =
+                (unsigned)strtoul(getenv("SENDENSE_NBD_TEST_DELAY_US"), NULL, 10);
         ret = setup(srv, cfg, err);
     }
     sd_config_free(cfg);

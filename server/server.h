@@ -58,6 +58,10 @@ struct sd_server {
     struct timespec started;
     uint64_t reloads;
     bool systemd;                     /* NOTIFY_SOCKET was set */
+    /* Test hook (SENDENSE_NBD_TEST_DELAY_US): each request waits a
+     * pseudo-random 0..N us before its I/O, so tests can watch many
+     * requests in flight and replies overtaking each other. */
+    unsigned test_delay_us;
 };
 
 /* Load, bind, start workers; then serve until SIGTERM/SIGINT. */

@@ -68,6 +68,7 @@ static const char tls12_psk_first[] =
 static const char tls13_psk_first[] =
     "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:"
     "TLS_AES_256_GCM_SHA384";
+static const unsigned char sid_context[] = "sendense-nbd";
 static const unsigned char tls13_aes128gcm_sha256[] = { 0x13, 0x01 };
 static const unsigned char tls13_aes256gcm_sha384[] = { 0x13, 0x02 };
 
@@ -460,6 +461,11 @@ static int ctx_defaults(SSL_CTX *ctx, struct sd_error *err)
         return openssl_error(err, -EINVAL, "tls: setting up OpenSSL");
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* A TLS 1.3 PSK is a resumed session, which OpenSSL refuses when
+     * client certificates are checked and this is not set. */
+    if (SSL_CTX_set_session_id_context(ctx, sid_context,
+                                       sizeof(sid_context) - 1) != 1)
+        return openssl_error(err, -EINVAL, "tls: setting up OpenSSL");
     SSL_CTX_set_default_passwd_cb(ctx, no_passphrase_cb);
     return 0;
 }

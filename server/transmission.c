@@ -415,6 +415,18 @@ static enum export_op op_of(uint16_t type)
 
 static void queue_reply(struct nbd_req *q);
 
+static void test_delay(struct nbd_req *q)
+{
+    /* xorshift on the cookie: varied, yet the same for a replayed run. */
+    uint64_t x = q->r.cookie ^ q->r.offset ^ 0x9e3779b97f4a7c15ull;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    co_sleep_ns(&q->c->worker->ring,
+                (x % (q->c->srv->test_delay_us + 1ull)) * 1000);
+}
+
 static void serve_request(void *arg)
 {
     struct nbd_req *q = arg;
@@ -422,6 +434,8 @@ static void serve_request(void *arg)
     const char *msg = NULL;
     int ret;
 
+    if (q->c->srv->test_delay_us)
+        test_delay(q);
     if (q->ordered)
         image_write_wait_earlier(im, &q->wr);
     switch (q->r.type) {
@@ -659,6 +673,8 @@ static void account(struct conn *c, struct nbd_req *q)
     q->budget = budget_of(&q->r);
     c->inflight_bytes += q->budget;
     c->inflight_reqs++;
+    if (c->inflight_reqs > atomic_load(&c->peak_inflight_reqs))
+        atomic_store(&c->peak_inflight_reqs, c->inflight_reqs);
     c->worker->budget_used += q->budget;
 }
 

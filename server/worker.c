@@ -113,6 +113,7 @@ int worker_run(struct worker *w)
             break;
     }
     current_worker = NULL;
+    co_thread_release_pool();
     return 0;
 }
 
