@@ -20,8 +20,8 @@
  *   registry is emptied and the images closed from the loop (as the
  *   server's own stop does), and the loop ends.
  * - Setup byte: bit 0 adds a qcow2 export "qcow2" (made with
- *   sd_img_create); bit 1 a temporary-overlay export "overlay" over the
- *   raw file; bit 2 makes "raw" read-only; bit 3 makes the peer look
+ *   sd_img_create); bit 1 a temporary-overlay export "overlay" over
+ *   another raw file; bit 2 makes "raw" read-only; bit 3 makes the peer look
  *   like a TCP client 192.0.2.7, which the export "private" (allow
  *   10.0.0.0/8) refuses; bit 4 sets tls mode "required" with no TLS
  *   configured, so every option but STARTTLS and ABORT is refused. "raw" (1 MiB raw file, some data, some holes)
@@ -110,13 +110,13 @@ static void path_in(char *buf, size_t len, const char *name)
 
 /* Sparse 1 MiB with two written spans, so reads and block status see
  * data, holes and their borders. */
-static void make_raw(void)
+static void make_raw(const char *name)
 {
     char p[512];
     uint8_t buf[8192];
     int fd;
 
-    path_in(p, sizeof(p), "disk.raw");
+    path_in(p, sizeof(p), name);
     fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || ftruncate(fd, IMAGE_SIZE) < 0)
         abort();
@@ -194,7 +194,7 @@ static void add_exports(struct sd_server *srv, uint8_t setup)
     struct sd_export *e;
     struct sd_error err = { 0 };
 
-    make_raw();
+    make_raw("disk.raw");
     apply(srv, export_new("raw", "disk.raw",
                           setup & SETUP_RAW_READONLY));
     apply(srv, export_new("ro", "disk.raw", true));
@@ -210,7 +210,10 @@ static void add_exports(struct sd_server *srv, uint8_t setup)
         apply(srv, export_new("qcow2", "disk.qcow2", false));
     }
     if (setup & SETUP_OVERLAY) {
-        e = export_new("overlay", "disk.raw", false);
+        /* Its own base: an image open writable cannot be a backing
+         * file (the lock keeps writers out of backing files). */
+        make_raw("base.raw");
+        e = export_new("overlay", "base.raw", false);
         e->overlay = SD_OVERLAY_TEMPORARY;
         e->format = SD_FORMAT_RAW;
         apply(srv, e);

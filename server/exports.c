@@ -244,10 +244,11 @@ void registry_destroy(struct sd_server *srv)
     pthread_mutex_destroy(&srv->registry_lock);
 }
 
-/* Open e's image and publish it; -EBUSY when an incompatible open holds
- * the file (the caller decides whether to wait). */
+/* Open e's image and publish it. *wait is set when an incompatible open
+ * in this process holds the file (the caller decides whether to wait);
+ * any other failure (a lock held by another process, say) is final. */
 static int activate(struct sd_server *srv, struct export_slot *s,
-                    struct sd_export *e, struct sd_error *err)
+                    struct sd_export *e, bool *wait, struct sd_error *err)
 {
     struct srv_image *im, *holder;
     struct export_def *def;
@@ -261,6 +262,7 @@ static int activate(struct sd_server *srv, struct export_slot *s,
         sd_error_clear(err);
         ret = image_table_acquire(srv, e, &im, &holder, err);
     }
+    *wait = ret < 0 && holder != NULL;
     if (ret < 0)
         return ret;
     def = def_new(srv, e, im, s->stats);
@@ -323,14 +325,15 @@ enum apply_result registry_apply(struct sd_server *srv, struct sd_export *e,
             return APPLY_CHANGED;
         }
     }
-    ret = activate(srv, s, e, err);
-    if (ret == -EBUSY)
+    bool wait;
+    ret = activate(srv, s, e, &wait, err);
+    if (wait)
         return wait_for_holder(s, e, err);
     if (ret < 0) {
+        /* The slot stays, listed as failed with the reason, so that
+         * export.list and the next reload show what is wrong. */
         set_problem(s, err->msg);
         sd_export_free(e);
-        if (!s->live && !s->pending)
-            drop_slot(srv, s);
         return APPLY_FAILED;
     }
     if (s->pending) {
@@ -362,8 +365,9 @@ void registry_retry_pending(struct sd_server *srv)
         if (!e)
             continue;
         s->pending = NULL;
-        int ret = activate(srv, s, e, &err);
-        if (ret == -EBUSY) {
+        bool wait;
+        int ret = activate(srv, s, e, &wait, &err);
+        if (wait) {
             s->pending = e;
             continue;
         }

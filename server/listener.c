@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -52,6 +53,42 @@ static int clear_stale_socket(const char *path, struct sd_error *err)
     return 0;
 }
 
+/* mkdir -p: sockets may live in a run directory nobody made yet. */
+int make_dirs(const char *path, struct sd_error *err)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+
+    if (n >= sizeof(buf))
+        return sd_error_set(err, -ENAMETOOLONG, "%s: path too long", path);
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                return sd_error_set(err, -errno, "mkdir %s: %s", buf,
+                                    strerror(errno));
+            if (c == '\0')
+                return 0;
+            *p = c;
+        }
+    }
+}
+
+static int make_parent_dir(const char *path, struct sd_error *err)
+{
+    char buf[4096];
+    char *slash;
+
+    snprintf(buf, sizeof(buf), "%s", path);
+    slash = strrchr(buf, '/');
+    if (!slash || slash == buf)
+        return 0;
+    *slash = '\0';
+    return make_dirs(buf, err);
+}
+
 int unix_listen(const char *path, unsigned mode, int *out,
                 struct sd_error *err)
 {
@@ -62,7 +99,9 @@ int unix_listen(const char *path, unsigned mode, int *out,
         return sd_error_set(err, -ENAMETOOLONG, "%s: unix socket path too "
                             "long (at most %zu bytes)", path,
                             sizeof(sa.sun_path) - 1);
-    ret = clear_stale_socket(path, err);
+    ret = make_parent_dir(path, err);
+    if (ret == 0)
+        ret = clear_stale_socket(path, err);
     if (ret < 0)
         return ret;
     memcpy(sa.sun_path, path, strlen(path) + 1);

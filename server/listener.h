@@ -26,4 +26,7 @@ void listeners_free(struct sd_server *srv);
 int unix_listen(const char *path, unsigned mode, int *out,
                 struct sd_error *err);
 
+/* mkdir -p path (mode 0755 for what it creates). */
+int make_dirs(const char *path, struct sd_error *err);
+
 #endif

@@ -36,53 +36,11 @@ struct worker *server_pick_image_worker(struct sd_server *srv)
     return best;
 }
 
-/* mkdir -p for the directories the built-in defaults live in. */
-static int make_dirs(const char *path, struct sd_error *err)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-
-    if (n >= sizeof(buf))
-        return sd_error_set(err, -ENAMETOOLONG, "%s: path too long", path);
-    memcpy(buf, path, n + 1);
-    for (char *p = buf + 1; ; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return sd_error_set(err, -errno, "mkdir %s: %s", buf,
-                                    strerror(errno));
-            if (c == '\0')
-                return 0;
-            *p = c;
-        }
-    }
-}
-
-static int make_parent_dir(const char *path, struct sd_error *err)
-{
-    char buf[4096];
-    char *slash;
-
-    snprintf(buf, sizeof(buf), "%s", path);
-    slash = strrchr(buf, '/');
-    if (!slash || slash == buf)
-        return 0;
-    *slash = '\0';
-    return make_dirs(buf, err);
-}
-
 /* Without a config file the server must run from a bare checkout: make
  * the directories its defaults point at. */
 static int prepare_default_dirs(struct sd_error *err)
 {
-    int ret = make_dirs(SD_DEFAULT_EXPORT_DIR, err);
-
-    if (ret == 0)
-        ret = make_parent_dir(SD_DEFAULT_UNIX_SOCKET, err);
-    if (ret == 0)
-        ret = make_parent_dir(SD_DEFAULT_CONTROL_SOCKET, err);
-    return ret;
+    return make_dirs(SD_DEFAULT_EXPORT_DIR, err);
 }
 
 static const char *pick_config(const char *path)

@@ -36,12 +36,12 @@ must qemu-io -f qcow2 -c "write -s $img/p1 0 1M" "$img/base.qcow2"
 must "$SENDENSE_IMG" create -q -f qcow2 -b base.qcow2 -F qcow2 "$img/chain.qcow2"
 must qemu-io -f qcow2 -c "write -s $img/p2 2M 1M" "$img/chain.qcow2"
 
-vsize() { qemu-img info --output=json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])'; }
+vsize() { qemu-img info -U --output=json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])'; }
 
 srv_start
-DESC="Protocol test export: read-only, 20 MiB"
+DESC="Protocol test export, read-only, 20 MiB"
 srv_export p-rw "$img/rw.qcow2"
-srv_export p-ro "$img/ro.qcow2" "readonly: true" "description: $DESC"
+srv_export p-ro "$img/ro.qcow2" "readonly: true" "description: \"$DESC\""
 srv_export p-v2 "$img/v2.qcow2"
 srv_export p-hidden "$img/hidden.qcow2" "allow: [10.99.0.0/16]"
 srv_export p-chain "$img/chain.qcow2" "readonly: true"
