@@ -21,11 +21,14 @@
  *   server's own stop does), and the loop ends.
  * - Setup byte: bit 0 adds a qcow2 export "qcow2" (made with
  *   sd_img_create); bit 1 a temporary-overlay export "overlay" over
- *   another raw file; bit 2 makes "raw" read-only; bit 3 makes the peer look
- *   like a TCP client 192.0.2.7, which the export "private" (allow
+ *   another raw file; bit 2 makes "raw" read-only; bit 3 makes the peer
+ *   look like a TCP client 192.0.2.7, which the export "private" (allow
  *   10.0.0.0/8) refuses; bit 4 sets tls mode "required" with no TLS
- *   configured, so every option but STARTTLS and ABORT is refused. "raw" (1 MiB raw file, some data, some holes)
- *   and a read-only "ro" sharing its handle are always there.
+ *   configured, so every option but STARTTLS and ABORT is refused.
+ *   "raw" (1 MiB raw file, some data, some holes), a read-only "ro"
+ *   sharing its handle, and "private" are always there.
+ * - Scratch files live in a sd-fuzz-nbd-* folder under $TMPDIR (default
+ *   /dev/shm), removed at exit; a run that crashes leaves it behind.
  * - Every run starts from fresh files and a fresh server, so a run
  *   depends on its input only.
  *
@@ -531,7 +534,8 @@ static size_t check_options(struct cursor *out, const struct model *m,
             fail("reply names another option", out->pos - 20);
         if (len > OPTION_PAYLOAD_MAX || !take(out, len, &skip))
             fail("option reply payload", out->pos);
-        if (type == NBD_REP_INFO && len >= 2 && get16(skip) == NBD_INFO_EXPORT &&
+        if (type == NBD_REP_INFO && len >= 2 &&
+            get16(skip) == NBD_INFO_EXPORT &&
             (len != 12 || !known_size(get64(skip + 2))))
             fail("bad NBD_INFO_EXPORT", out->pos - len);
         if (!is_final_reply(type))

@@ -5,7 +5,17 @@
 #include "image-internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <unistd.h>
+
+/* The last data extent SEEK_DATA/SEEK_HOLE found. Some file systems
+ * (tmpfs) find a hole by walking every page of the data before it, so
+ * without this a reader asking about each block in turn would pay for
+ * the whole data extent every time. Writes only add data, so the extent
+ * stays true until a zero or discard may punch it. */
+struct raw_state {
+    uint64_t data_start, data_end;   /* empty when equal */
+};
 
 static int raw_open(struct sd_img *img, const struct sd_img_open_opts *opts,
                     struct sd_error *err)
@@ -15,12 +25,24 @@ static int raw_open(struct sd_img *img, const struct sd_img_open_opts *opts,
     if (ret < 0)
         return sd_error_set(err, ret, "could not get the size of '%s'",
                             img->path);
+    img->priv = calloc(1, sizeof(struct raw_state));
+    if (!img->priv)
+        return sd_error_set(err, -ENOMEM, "out of memory");
     return 0;
 }
 
 static int raw_close(struct sd_img *img)
 {
+    free(img->priv);
+    img->priv = NULL;
     return 0;
+}
+
+static void forget_data_extent(struct sd_img *img)
+{
+    struct raw_state *st = img->priv;
+
+    st->data_start = st->data_end = 0;
 }
 
 static int raw_co_read(struct sd_img *img, void *buf, uint64_t off,
@@ -38,14 +60,17 @@ static int raw_co_write(struct sd_img *img, const void *buf, uint64_t off,
 static int raw_co_zero(struct sd_img *img, uint64_t off, uint64_t len,
                        unsigned flags)
 {
+    forget_data_extent(img);
     /* Block devices zero by fallocate; files punch only when allowed. */
     return blk_zero_range(img->file, off, len, flags & SD_REQ_MAY_UNMAP);
 }
 
 static int raw_co_discard(struct sd_img *img, uint64_t off, uint64_t len)
 {
-    int ret = blk_zero_range(img->file, off, len, true);
+    int ret;
 
+    forget_data_extent(img);
+    ret = blk_zero_range(img->file, off, len, true);
     /* Discard is advisory: a file system that cannot punch loses nothing. */
     return ret == -EOPNOTSUPP || ret == -ENOTSUP ? 0 : ret;
 }
@@ -58,6 +83,7 @@ static int raw_co_flush(struct sd_img *img)
 static int raw_co_block_status(struct sd_img *img, uint64_t off, uint64_t len,
                                struct sd_extent *ext)
 {
+    struct raw_state *st = img->priv;
     int fd = img->file->fd;
     off_t data, hole;
 
@@ -65,6 +91,11 @@ static int raw_co_block_status(struct sd_img *img, uint64_t off, uint64_t len,
                                off };
     if (img->file->is_blockdev)
         return 0;
+    if (off >= st->data_start && off < st->data_end) {
+        if (st->data_end - off < len)
+            ext->length = st->data_end - off;
+        return 0;
+    }
     data = lseek(fd, (off_t)off, SEEK_DATA);
     if (data < 0) {
         if (errno == ENXIO) {     /* only a hole up to the end of file */
@@ -82,8 +113,12 @@ static int raw_co_block_status(struct sd_img *img, uint64_t off, uint64_t len,
         return 0;
     }
     hole = lseek(fd, (off_t)off, SEEK_HOLE);
-    if (hole > (off_t)off && (uint64_t)hole - off < len)
-        ext->length = (uint64_t)hole - off;
+    if (hole > (off_t)off) {
+        st->data_start = off;
+        st->data_end = (uint64_t)hole;
+        if ((uint64_t)hole - off < len)
+            ext->length = (uint64_t)hole - off;
+    }
     return 0;
 }
 

@@ -95,16 +95,24 @@ struct sd_tls_session {
 
 /* ---- errors ------------------------------------------------------- */
 
-/* Append OpenSSL's reasons (the oldest first) to "what", and empty the
+/* OpenSSL's first (most specific) reason for a failure, emptying the
  * queue. */
-static int openssl_error(struct sd_error *err, int code, const char *what)
+static void openssl_reason(char *buf, size_t len)
 {
-    char reason[256] = "no detail from OpenSSL";
     unsigned long e = ERR_get_error();
 
     if (e)
-        ERR_error_string_n(e, reason, sizeof(reason));
+        ERR_error_string_n(e, buf, len);
+    else
+        snprintf(buf, len, "no detail from OpenSSL");
     ERR_clear_error();
+}
+
+static int openssl_error(struct sd_error *err, int code, const char *what)
+{
+    char reason[256];
+
+    openssl_reason(reason, sizeof(reason));
     return sd_error_set(err, code, "%s: %s", what, reason);
 }
 
@@ -314,16 +322,31 @@ static const struct sd_tls_server *server_of(SSL *ssl)
     return SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 }
 
+/* For the error message: the client's bytes, printable and short. */
+static void note_unknown_identity(struct sd_tls_session *s,
+                                  const unsigned char *id, size_t len)
+{
+    char shown[65];
+    size_t i;
+
+    for (i = 0; i < len && i < sizeof(shown) - 1; i++)
+        shown[i] = id[i] >= 0x20 && id[i] < 0x7f ? (char)id[i] : '?';
+    shown[i] = '\0';
+    snprintf(s->note, sizeof(s->note), "unknown PSK identity '%s'%s", shown,
+             len > i ? "..." : "");
+}
+
 /* The key of identity (len bytes, not terminated), noting in the
  * session which identity it is, or why there is none. */
-static const struct psk_entry *psk_for(SSL *ssl, const void *identity,
+static const struct psk_entry *psk_for(SSL *ssl,
+                                       const unsigned char *identity,
                                        size_t len)
 {
     struct sd_tls_session *s = SSL_get_app_data(ssl);
     const struct psk_entry *e = psk_lookup(server_of(ssl), identity, len);
 
     if (!e) {
-        snprintf(s->note, sizeof(s->note), "unknown PSK identity");
+        note_unknown_identity(s, identity, len);
         return NULL;
     }
     free(s->psk_identity);
@@ -335,7 +358,8 @@ static const struct psk_entry *psk_for(SSL *ssl, const void *identity,
 static unsigned int psk_server_cb(SSL *ssl, const char *identity,
                                   unsigned char *psk, unsigned int max_len)
 {
-    const struct psk_entry *e = psk_for(ssl, identity, strlen(identity));
+    const struct psk_entry *e = psk_for(ssl, (const unsigned char *)identity,
+                                        strlen(identity));
 
     if (!e || e->key_len > max_len)
         return 0;
@@ -611,6 +635,7 @@ static int ssl_failure(struct sd_tls_session *s, int ret,
                        struct sd_error *err, const char *what)
 {
     int code = SSL_get_error(s->ssl, ret);
+    char reason[256], verify_text[160] = "";
     long verify;
 
     switch (code) {
@@ -622,14 +647,14 @@ static int ssl_failure(struct sd_tls_session *s, int ret,
         return sd_error_set(err, -ECONNRESET, "%s: the peer closed the "
                             "session", what);
     case SSL_ERROR_SSL:
-        openssl_error(err, -EPROTO, what);
+        openssl_reason(reason, sizeof(reason));
         verify = SSL_get_verify_result(s->ssl);
         if (verify != X509_V_OK)
-            sd_error_prefix(err, "client certificate: %s",
-                            X509_verify_cert_error_string(verify));
-        if (s->note[0])
-            sd_error_prefix(err, "%s", s->note);
-        return -EPROTO;
+            snprintf(verify_text, sizeof(verify_text),
+                     " (client certificate: %s)",
+                     X509_verify_cert_error_string(verify));
+        return sd_error_set(err, -EPROTO, "%s: %s%s%s%s", what, reason,
+                            verify_text, s->note[0] ? "; " : "", s->note);
     default:
         return openssl_error(err, -EIO, what);
     }
@@ -687,8 +712,8 @@ ssize_t sd_tls_session_read(struct sd_tls_session *s, void *buf, size_t len)
     size_t n = 0;
     int ret;
 
-    if (len > INT_MAX)
-        len = INT_MAX;
+    if (len == 0)
+        return -EINVAL;             /* 0 would read as "closed" */
     ERR_clear_error();
     ret = SSL_read_ex(s->ssl, buf, len, &n);
     if (ret == 1)

@@ -234,7 +234,7 @@ mv "$SRV_EXPORTS/.w0.tmp" "$SRV_EXPORTS/w0.yaml"
 reloads_before=$(srv_rpc server.info | jget 'r["reloads"]')
 for round in 1 2 3 4; do
     out=$(srv_rpc server.reload)
-    echo "$out" | python3 -c '
+    echo "$out" | "$NBD_PY" -c '
 import json, re, sys
 r = json.load(sys.stdin)
 files = sorted(e["file"].rsplit("/", 1)[-1] for e in r["errors"])

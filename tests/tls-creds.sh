@@ -13,7 +13,10 @@
 #   DIR/client/  ca-cert.pem client-cert.pem client-key.pem
 #                (qemu's tls-creds-x509 endpoint=client; libnbd's
 #                 tls-certificates=DIR)
-#   DIR/other/   the same names, for a client of another CA (to be refused)
+#   DIR/other/   the same names for a client whose certificate another CA
+#                signed (the server must refuse it); its ca-cert.pem holds
+#                both CAs: ours, so the client trusts the server, and the
+#                other, since qemu checks its own certificate against it
 #   DIR/psk/     keys.psk (qemu's tls-creds-psk dir=)
 #
 # Keys are ECDSA P-256 (quick to make; GnuTLS and OpenSSL both take them).
@@ -85,14 +88,15 @@ new_leaf "$dir/server-key.pem" "$dir/server-cert.pem" localhost server \
 new_leaf "$dir/client-key.pem" "$dir/client-cert.pem" "test client" client \
     "$dir/ca-cert.pem" "$dir/ca-key.pem"
 
-new_ca "$work/other-ca-key.pem" "$dir/other/ca-cert.pem" "Another CA"
+new_ca "$work/other-ca-key.pem" "$work/other-ca-cert.pem" "Another CA"
 new_leaf "$dir/other/client-key.pem" "$dir/other/client-cert.pem" \
-    "stranger" client "$dir/other/ca-cert.pem" "$work/other-ca-key.pem"
+    "stranger" client "$work/other-ca-cert.pem" "$work/other-ca-key.pem"
 
 cp "$dir/ca-cert.pem" "$dir/server-cert.pem" "$dir/server-key.pem" \
     "$dir/server/"
 cp "$dir/ca-cert.pem" "$dir/client-cert.pem" "$dir/client-key.pem" \
     "$dir/client/"
+cat "$dir/ca-cert.pem" "$work/other-ca-cert.pem" > "$dir/other/ca-cert.pem"
 
 echo "alice:$(openssl rand -hex 32)" > "$dir/keys.psk"
 cp "$dir/keys.psk" "$dir/psk/keys.psk"

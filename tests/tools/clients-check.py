@@ -10,6 +10,9 @@
         K or M).
     clients-check.py stat STATS.json GROUP KEY
         print stats[GROUP][KEY] of an export.stats result.
+    clients-check.py grew BEFORE.json AFTER.json GROUP.KEY=MIN,...
+        between two export.stats results each counter named grew by at
+        least MIN (MIN may end in K or M).
     clients-check.py fill FILE OFFSET LENGTH BYTE
         every byte of FILE[OFFSET, OFFSET+LENGTH) is BYTE (all numbers may
         end in K or M); reports the first that is not.
@@ -83,6 +86,20 @@ def print_stat(path, group, key):
         print(json.load(f)["stats"][group][key])
 
 
+def check_grew(before_path, after_path, spec):
+    with open(before_path) as f:
+        before = json.load(f)["stats"]
+    with open(after_path) as f:
+        after = json.load(f)["stats"]
+    for item in spec.split(","):
+        name, least = item.split("=")
+        group, key = name.split(".")
+        grew = after[group][key] - before[group][key]
+        if grew < number(least):
+            die("export.stats: %s grew by %d, expected at least %d"
+                % (name, grew, number(least)))
+
+
 def check_fill(path, offset, length, byte):
     offset, length, byte = number(offset), number(length), number(byte)
     chunk = 1 << 20
@@ -102,7 +119,7 @@ def check_fill(path, offset, length, byte):
 
 def main(argv):
     commands = {"list": (check_list, 4), "map": (check_map, 2),
-                "stat": (print_stat, 3), "fill": (check_fill, 4)}
+                "stat": (print_stat, 3), "grew": (check_grew, 3), "fill": (check_fill, 4)}
     if len(argv) < 2 or argv[1] not in commands or len(argv) != commands[argv[1]][1] + 2:
         print(__doc__, file=sys.stderr)
         return 2

@@ -20,15 +20,13 @@ nbd_python() {
 }
 
 srv_connection_count() {
-    srv_rpc connection.list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
+    srv_rpc connection.list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["connections"]))'
 }
 
 eventually_connections() {
-    local want=$1 secs=${2:-30} i n
-    for i in $(seq 1 $((secs * 10))); do
-        n=$(srv_connection_count)
-        [ "$n" = "$want" ] && return 0
-        sleep 0.1
+    local want=$1 end=$((SECONDS + ${2:-30}))
+    while [ "$(srv_connection_count)" != "$want" ]; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.2
     done
-    return 1
 }

@@ -3,12 +3,16 @@
 # for the server to show a state.
 #
 # NBD_PY                 a python3 that imports libnbd's binding (skip 77
-#                        when there is none: python3-libnbd is not ours)
+#                        when there is none: python3-libnbd is not ours);
+#                        NBD_RPC (server-lib.sh) is made to use it too
 # nbd_client ARGS...     tools/reload-nbd.py (writer, hold, verify, rw, ops)
 # expect_export NAME [--timeout S] KEY=VALUE... | --absent
 #                        wait for export.get to show it, else fail
 # jget EXPR              print EXPR evaluated on the JSON read from stdin
 #                        (bound to r); strings bare, the rest as JSON
+# jcheck CODE            exit 0 when CODE, python statements ending in an
+#                        expression, finds that expression true of the
+#                        JSON (r; the environment is env)
 # write_export_file NAME LINE...   write NAME.yaml atomically, no reload
 # wait_for_file FILE     wait (generous bound) until FILE exists
 # client_start ID MODE ARGS...     run nbd_client MODE ARGS... DIR in the
@@ -18,10 +22,11 @@
 
 NBD_PY=
 for _py in python3 /usr/bin/python3; do
-    if command -v "$_py" >/dev/null 2>&1 && "$_py" -c 'import nbd' 2>/dev/null; then
-        NBD_PY=$_py
+    if command -v "$_py" >/dev/null 2>&1 &&
+        NBD_PY=$("$_py" -c 'import nbd, sys; print(sys.executable)' 2>/dev/null); then
         break
     fi
+    NBD_PY=
 done
 if [ -z "$NBD_PY" ]; then
     echo "$0: SKIP: no python3 with libnbd's binding (python3-libnbd)"
@@ -29,22 +34,36 @@ if [ -z "$NBD_PY" ]; then
 fi
 
 RELOAD_TOOLS=$top_srcdir/tests/tools
+# The same interpreter for every helper: it is known to work, and it is
+# the interpreter itself rather than a wrapper (some python3 on PATH are
+# shell shims that take most of a second to start).
+NBD_RPC="$NBD_PY $RELOAD_TOOLS/nbd-rpc.py"
 
 nbd_client() {
     "$NBD_PY" "$RELOAD_TOOLS/reload-nbd.py" "$@"
 }
 
 expect_export() {
-    python3 "$RELOAD_TOOLS/reload-expect.py" "$SRV_CTL" "$@" ||
+    "$NBD_PY" "$RELOAD_TOOLS/reload-expect.py" "$SRV_CTL" "$@" ||
         fail "export $1 did not come to: ${*:2}"
 }
 
 jget() {
-    python3 -c '
+    "$NBD_PY" -c '
 import json, sys
 r = json.load(sys.stdin)
 v = eval(sys.argv[1])
 print(v if isinstance(v, str) else json.dumps(v))' "$1"
+}
+
+jcheck() {
+    "$NBD_PY" -c '
+import ast, json, os, sys
+tree = ast.parse(sys.argv[1].strip())
+last = tree.body.pop()
+ns = {"r": json.load(sys.stdin), "env": os.environ, "json": json}
+exec(compile(tree, "jcheck", "exec"), ns)
+sys.exit(0 if eval(compile(ast.Expression(last.value), "jcheck", "eval"), ns) else 1)' "$1"
 }
 
 write_export_file() {

@@ -546,7 +546,8 @@ Test(tls, client_cert_from_other_ca_refused)
                          .verify = true,
                          .cert = cred("other/client-cert.pem"),
                          .key = cred("other/client-key.pem") });
-    expect_handshake_refused(&sv, &c, "certificate verify failed");
+    expect_handshake_refused(&sv, &c, "certificate verify failed (client "
+                             "certificate: unable to get local issuer");
     cr_assert_null(sd_tls_session_peer(sv.s));
     client_stop(&c);
     server_stop(&sv);
@@ -691,7 +692,7 @@ Test(tls, psk_unknown_identity_refused)
     o.psk_identity = "mallory";
     server_start(&sv, NULL, NULL, NULL, cred("keys.psk"));
     client_start(&c, &o);
-    expect_handshake_refused(&sv, &c, "unknown PSK identity");
+    expect_handshake_refused(&sv, &c, "unknown PSK identity 'mallory'");
     cr_assert_null(sd_tls_session_peer(sv.s));
     client_stop(&c);
     server_stop(&sv);
@@ -731,7 +732,8 @@ static void expect_alert_queued(struct server *sv)
     cr_assert_eq(((const unsigned char *)p)[0], 0x15, "not an alert");
 }
 
-static void expect_garbage_refused(const void *garbage, size_t len)
+static void expect_garbage_refused(const void *garbage, size_t len,
+                                   bool alert)
 {
     struct server sv;
     struct sd_error err = { 0 };
@@ -743,33 +745,36 @@ static void expect_garbage_refused(const void *garbage, size_t len)
     cr_assert_eq(ret, -EPROTO, "handshake returned %d", ret);
     cr_assert_eq(err.code, -EPROTO);
     cr_assert_not_null(strstr(err.msg, "TLS handshake"), "%s", err.msg);
-    expect_alert_queued(&sv);
+    if (alert)
+        expect_alert_queued(&sv);
     server_stop(&sv);
 }
 
+/* OpenSSL sends no alert to what is not TLS at all. */
 Test(tls, plain_nbd_greeting_is_not_tls)
 {
     /* What a client that does not speak TLS would send: NBD magic. */
     static const char nbd[] = "NBDMAGICIHAVEOPT\0\0\0\x01";
 
-    expect_garbage_refused(nbd, sizeof(nbd) - 1);
+    expect_garbage_refused(nbd, sizeof(nbd) - 1, false);
 }
 
 Test(tls, http_request_is_not_tls)
 {
     static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
-    expect_garbage_refused(http, sizeof(http) - 1);
+    expect_garbage_refused(http, sizeof(http) - 1, false);
 }
 
-Test(tls, truncated_client_hello_refused)
+Test(tls, malformed_client_hello_refused)
 {
-    /* A handshake record holding a ClientHello that claims 256 bytes
-     * but the record ends after 4. */
-    static const unsigned char rec[] = { 0x16, 0x03, 0x01, 0x00, 0x04,
-                                         0x01, 0x00, 0x01, 0x00 };
+    /* A handshake record holding a whole ClientHello of 4 bytes: a
+     * version, then nothing where 32 random bytes must be. */
+    static const unsigned char rec[] = { 0x16, 0x03, 0x01, 0x00, 0x08,
+                                         0x01, 0x00, 0x00, 0x04,
+                                         0x03, 0x03, 0x00, 0x00 };
 
-    expect_garbage_refused(rec, sizeof(rec));
+    expect_garbage_refused(rec, sizeof(rec), true);
 }
 
 Test(tls, partial_record_waits_for_more)
@@ -791,6 +796,7 @@ Test(tls, forged_record_after_handshake_is_an_error)
     struct server sv;
     struct client c;
     char buf[64];
+    size_t got;
     ssize_t n;
 
     server_x509(&sv, NULL);
@@ -800,7 +806,10 @@ Test(tls, forged_record_after_handshake_is_an_error)
     cr_assert_eq(sd_tls_session_put_input(sv.s, rec, sizeof(rec)), 0);
     n = sd_tls_session_read(sv.s, buf, sizeof(buf));
     cr_assert_eq(n, -EPROTO, "read returned %zd", n);
-    expect_alert_queued(&sv);
+    /* The alert (encrypted in TLS 1.3) reaches the client. */
+    cr_assert_gt(pump(&sv, &c), 0);
+    cr_assert_eq(SSL_read_ex(c.ssl, buf, sizeof(buf), &got), 0);
+    cr_assert_eq(SSL_get_error(c.ssl, 0), SSL_ERROR_SSL);
     client_stop(&c);
     server_stop(&sv);
 }
@@ -842,28 +851,35 @@ Test(tls, server_shutdown_sends_close_notify)
     server_stop(&sv);
 }
 
-/* Two sessions on one thread share OpenSSL's error queue: a failure in
- * one must not show up as the other's. */
-Test(tls, error_of_one_session_does_not_leak_into_another)
+/* Sessions on one thread share OpenSSL's error queue: an error left
+ * there by anyone else must not turn "need more input" into a failure. */
+Test(tls, stale_error_in_queue_is_not_ours)
 {
     static const char http[] = "GET / HTTP/1.1\r\n\r\n";
-    struct server good, bad;
+    struct sd_tls_session *bad;
+    struct server sv;
     struct client c;
     struct sd_error err = { 0 };
+    char buf[16];
 
-    server_x509(&good, NULL);
-    cr_assert_eq(sd_tls_session_new(good.srv, &bad.s), 0);
-    bad.srv = NULL;
+    server_x509(&sv, NULL);
+    cr_assert_eq(sd_tls_session_new(sv.srv, &bad), 0);
     client_start(&c, &(struct client_opts){ .verify = true });
-    cr_assert_eq(sd_tls_session_put_input(bad.s, http, sizeof(http) - 1), 0);
-    cr_assert_eq(sd_tls_session_handshake(bad.s, &err), -EPROTO);
-    /* And something stale left in the queue by someone else. */
+    expect_handshake_ok(&sv, &c);
+
     ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
-    expect_handshake_ok(&good, &c);
-    ping_pong(&good, &c);
-    sd_tls_session_free(bad.s);
+    cr_assert_eq(sd_tls_session_read(sv.s, buf, sizeof(buf)), -EAGAIN);
+    ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
+    cr_assert_eq(sd_tls_session_handshake(bad, &err), -EAGAIN, "%s",
+                 err.msg);
+    /* The other session fails; the first still works. */
+    cr_assert_eq(sd_tls_session_put_input(bad, http, sizeof(http) - 1), 0);
+    cr_assert_eq(sd_tls_session_handshake(bad, &err), -EPROTO);
+    ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
+    ping_pong(&sv, &c);
+    sd_tls_session_free(bad);
     client_stop(&c);
-    server_stop(&good);
+    server_stop(&sv);
 }
 
 /* ---- configuration errors ------------------------------------------- */
@@ -892,7 +908,7 @@ Test(tls, key_not_matching_cert_named)
                                          cred("client-key.pem"), NULL, NULL);
 
     cr_assert_not_null(strstr(e.msg, cred("client-key.pem")), "%s", e.msg);
-    cr_assert_not_null(strstr(e.msg, "does not match"), "%s", e.msg);
+    cr_assert_not_null(strstr(e.msg, "match"), "%s", e.msg);
 }
 
 Test(tls, encrypted_key_is_an_error_not_a_prompt)
