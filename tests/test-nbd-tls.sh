@@ -1,0 +1,103 @@
+#!/bin/bash
+# TLS with real GnuTLS clients (libnbd's nbdinfo/nbdcopy, qemu-img and
+# qemu-io): X.509 with client certificates, PSK, modes optional and
+# required, and per-export `tls: required`.
+. "${top_srcdir:-..}/tests/functions.sh"
+. "$top_srcdir/tests/server-lib.sh"
+requires nbdinfo nbdcopy qemu-img qemu-io openssl
+
+creds=$scratch/creds
+bash "$top_srcdir/tests/tls-creds.sh" "$creds" || fail "making credentials"
+
+head -c 16M /dev/urandom > "$scratch/data.bin"
+truncate -s 16M "$scratch/disk.raw"
+must "$SENDENSE_IMG" create -q -f qcow2 "$scratch/disk.qcow2" 16M
+truncate -s 1M "$scratch/secret.raw"
+
+x509_uri() { echo "nbds://127.0.0.1:$SRV_PORT/$1?tls-certificates=$creds/client"; }
+psk_uri() { echo "nbds://alice@127.0.0.1:$SRV_PORT/$1?tls-psk-file=$creds/keys.psk"; }
+qemu_x509() {
+    echo "--object tls-creds-x509,id=tls0,dir=$creds/$2,endpoint=client" \
+         "--image-opts driver=nbd,host=127.0.0.1,port=$SRV_PORT,export=$1,tls-creds=tls0"
+}
+qemu_psk() {
+    echo "--object tls-creds-psk,id=tls0,dir=$creds/psk,username=alice,endpoint=client" \
+         "--image-opts driver=nbd,host=127.0.0.1,port=$SRV_PORT,export=$1,tls-creds=tls0"
+}
+
+# --- mode required, X.509 with client certificates, and PSK ---------------
+srv_start "tls:" "  mode: required" "  cert: $creds/server-cert.pem" \
+    "  key: $creds/server-key.pem" "  ca: $creds/ca-cert.pem" \
+    "  psk_file: $creds/keys.psk"
+srv_export raw "$scratch/disk.raw"
+srv_export qcow2 "$scratch/disk.qcow2"
+
+for name in raw qcow2; do
+    must nbdcopy "$scratch/data.bin" "$(x509_uri $name)"
+    nbdcopy "$(psk_uri $name)" "$scratch/back.bin" || fail "$name: PSK read"
+    cmp "$scratch/data.bin" "$scratch/back.bin" || fail "$name: X.509 write, PSK read differ"
+    # shellcheck disable=SC2046
+    out=$(qemu-io $(qemu_x509 $name client) -c 'write -P 0x3c 1M 64k' \
+          -c 'read -P 0x3c 1M 64k' 2>&1) || fail "$name: qemu-io x509: $out"
+    # shellcheck disable=SC2046
+    out=$(qemu-io $(qemu_psk $name) -c 'read -P 0x3c 1M 64k' 2>&1) ||
+        fail "$name: qemu-io psk: $out"
+    # shellcheck disable=SC2046
+    qemu-img info $(qemu_x509 $name client) > "$scratch/info.txt" 2>&1 ||
+        { cat "$scratch/info.txt" >&2; fail "$name: qemu-img info over TLS"; }
+    grep -q "virtual size: 16 MiB" "$scratch/info.txt" || fail "$name: qemu-img info size"
+done
+
+# Plain clients are refused in mode required (the option haggling says
+# TLS is required; nothing is served).
+if nbdinfo --size "$(srv_uri raw)" > "$scratch/plain.txt" 2>&1; then
+    fail "a plain client was served in mode required"
+fi
+grep -qi "tls" "$scratch/plain.txt" || fail "no TLS hint: $(cat "$scratch/plain.txt")"
+
+# A client certificate from another CA is refused; the server keeps serving.
+if nbdinfo --size "nbds://127.0.0.1:$SRV_PORT/raw?tls-certificates=$creds/other" \
+       > "$scratch/other.txt" 2>&1; then
+    fail "a client certificate from another CA was accepted"
+fi
+# A wrong PSK is refused.
+printf 'alice:%s\n' "$(openssl rand -hex 32)" > "$scratch/wrong.psk"
+if nbdinfo --size "nbds://alice@127.0.0.1:$SRV_PORT/raw?tls-psk-file=$scratch/wrong.psk" \
+       > "$scratch/wrong.txt" 2>&1; then
+    fail "a wrong PSK was accepted"
+fi
+[ "$(nbdinfo --size "$(x509_uri raw)")" = 16777216 ] || fail "server stopped serving"
+grep -q "TLS handshake failed" "$SRV_LOG" || fail "refusals not logged"
+srv_rpc connection.list > /dev/null
+srv_stop
+
+# --- mode optional and per-export tls: required ------------------------------
+srv_start "tls:" "  mode: optional" "  cert: $creds/server-cert.pem" \
+    "  key: $creds/server-key.pem"
+srv_export open "$scratch/disk.raw"
+srv_export secret "$scratch/secret.raw" "tls: required"
+[ "$(nbdinfo --size "$(srv_uri open)")" = 16777216 ] || fail "optional: plain client refused"
+[ "$(nbdinfo --size "nbds://127.0.0.1:$SRV_PORT/open?tls-certificates=$creds/client")" = 16777216 ] ||
+    fail "optional: TLS client refused"
+if nbdinfo --size "$(srv_uri secret)" > "$scratch/secret.txt" 2>&1; then
+    fail "tls: required export served without TLS"
+fi
+[ "$(nbdinfo --size "nbds://127.0.0.1:$SRV_PORT/secret?tls-certificates=$creds/client")" = 1048576 ] ||
+    fail "tls: required export refused over TLS"
+# connection.list shows TLS connections as such.
+"$PYTHON" - "$SRV_CTL" "nbds://127.0.0.1:$SRV_PORT/secret?tls-certificates=$creds/client" \
+    "$top_srcdir/tests/tools" <<'PY' || fail "connection.list does not show TLS"
+import sys
+sys.path.insert(0, sys.argv[3])
+import importlib, nbd
+rpc = importlib.import_module("nbd-rpc")
+h = nbd.NBD()
+h.set_uri_allow_local_file(True)
+h.connect_uri(sys.argv[2])
+conns = rpc.call(sys.argv[1], "connection.list")["result"]["connections"]
+mine = [c for c in conns if c.get("export") == "secret"]
+assert mine and all(c["tls"] for c in mine), conns
+h.shutdown()
+PY
+srv_stop
+echo "tls: all checks passed"
