@@ -372,7 +372,7 @@ def check_block_status():
     check(depth[:4] == [2, 0, 1, 0], "allocation depth per MiB: %s (want "
           "backing=2, none=0, overlay=1, none=0)" % depth)
     base = expand(raw.status_extents(r, ids["base:allocation"]), 4 * M)
-    check(base[:4] in ([0, 3, 0, 3], [0, 3, 0, 3][:len(base)]),
+    check(base[:4] == [0, 3, 0, 3],
           "base:allocation per MiB: %s (want data, hole, data, hole)" % base)
     for flags, what in ((raw.F_REQ_ONE, "REQ_ONE"),):
         r = c.cmd(raw.CMD_BLOCK_STATUS, 2 * M, 2 * M, flags)

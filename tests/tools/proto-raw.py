@@ -9,7 +9,6 @@ proto-hostile.py.
 """
 import socket
 import struct
-import sys
 
 # Negotiation.
 MAGIC_INIT = 0x4E42444D41474943          # "NBDMAGIC"
