@@ -31,7 +31,9 @@
 #include <string.h>
 
 enum {
-    SEND_IOV_MAX = 64,          /* iovecs gathered into one sendmsg */
+    /* iovecs gathered into one sendmsg: at least what the largest reply
+     * needs (a read of 2 * READ_HOLES_MAX spans, two iovecs each). */
+    SEND_IOV_MAX = 512,
     STATUS_EXTENTS_MAX = 1024,  /* descriptors in one BLOCK_STATUS reply */
     READ_HOLES_MAX = 64,        /* hole chunks in one structured read */
     CACHE_CHUNK = 4 << 20,
@@ -187,6 +189,9 @@ static int read_spans(struct sd_img *img, uint64_t off, uint64_t len,
     }
     return 0;
 }
+
+_Static_assert(SEND_IOV_MAX >= 4 * READ_HOLES_MAX,
+               "a read reply must fit one sendmsg");
 
 static int reply_read_chunks(struct nbd_req *q, const struct span *s,
                              unsigned n)
