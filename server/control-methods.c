@@ -285,20 +285,28 @@ static int m_export_add(void *ctx, struct jsonrpc_conn *conn, json_t *params,
     }
     snprintf(final, sizeof(final), "%s/%s.yaml", srv->settings.export_dir,
              name);
+    free(e->source);
+    e->source = strdup(final);
+    /* Serve first, persist second: a definition that cannot be served
+     * never replaces the file of one that is. */
+    json_t *before = registry_export_json(srv, name, false);
+    enum apply_result r = registry_apply(srv, e, &err);
+    if (r == APPLY_FAILED) {
+        unlink(staged);
+        if (!before)                  /* nothing was there: leave nothing */
+            registry_remove(srv, name);
+        json_decref(before);
+        return jsonrpc_reply_sd_error(req, &err);
+    }
+    json_decref(before);
     if (rename(staged, final) < 0 || fsync_dir(srv->settings.export_dir) < 0) {
         ret = -errno;
         unlink(staged);
-        sd_export_free(e);
-        return jsonrpc_reply_errno(req, ret, "%s: %s", final, strerror(-ret));
-    }
-    free(e->source);
-    e->source = strdup(final);
-    enum apply_result r = registry_apply(srv, e, &err);
-    if (r == APPLY_FAILED) {
-        /* Keep the directory and the server in agreement: a file that
-         * cannot be served is not left behind for the next reload. */
-        unlink(final);
-        return jsonrpc_reply_sd_error(req, &err);
+        sd_log_error("export %s: serving, but %s could not be written: %s; "
+                     "the next reload drops it", name, final, strerror(-ret));
+        return jsonrpc_reply_errno(req, ret, "%s: %s (the export is served "
+                                   "until the next reload)", final,
+                                   strerror(-ret));
     }
     sd_log_info("export %s: %s through the control socket", name,
                 r == APPLY_PENDING ? "defined (pending)" : "added");

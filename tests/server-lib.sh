@@ -8,7 +8,8 @@
 # srv_rpc METHOD [JSON] print the result of a control call (fails the
 #                       test on a JSON-RPC error); srv_rpc_may_fail
 #                       returns the exit status instead
-# srv_export NAME PATH [YAML...]  write an export file and reload
+# srv_export NAME PATH [YAML...]  write an export file, reload, and
+#                       require the export to be serving
 # srv_stop              SIGTERM, wait, require exit status 0 and no
 #                       sanitizer report in the log
 # srv_uri NAME / srv_unix_uri NAME   nbd:// and nbd+unix:// URIs
@@ -80,7 +81,8 @@ srv_rpc() {
     printf '%s\n' "$out"
 }
 
-srv_export() {
+# srv_export_unchecked: the same, whatever state the export ends in.
+srv_export_unchecked() {
     local name=$1 path=$2 line
     shift 2
     {
@@ -90,6 +92,21 @@ srv_export() {
     } > "$SRV_EXPORTS/.$name.yaml.tmp"
     mv "$SRV_EXPORTS/.$name.yaml.tmp" "$SRV_EXPORTS/$name.yaml"
     srv_rpc server.reload > /dev/null
+}
+
+# srv_export: the export must be serving afterwards (a typo in a test's
+# YAML fails here, with the server's reason, not later).
+srv_export() {
+    local state
+    srv_export_unchecked "$@"
+    state=$(srv_rpc export.get "{\"name\": \"$1\"}" | "$PYTHON" -c '
+import json, sys
+e = json.load(sys.stdin)
+print(e["state"], e.get("problem", ""))') || fail "export $1 is not defined"
+    case $state in
+    serving*) ;;
+    *) fail "export $1: $state" ;;
+    esac
 }
 
 srv_uri() { echo "nbd://127.0.0.1:$SRV_PORT/$1"; }

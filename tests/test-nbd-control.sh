@@ -26,7 +26,8 @@ rpc_error() {
     printf '%s\n' "$err"
 }
 
-# Exports in export_dir, hidden entries and the staging area included.
+# Every file in export_dir (inode, mtime), hidden ones and the staging
+# area included.
 dir_state() {
     (cd "$SRV_EXPORTS" && find . -type f -printf '%p %i %T@\n' | sort)
 }
@@ -228,7 +229,7 @@ expect_export e --absent
 
 srv_rpc export.add "{\"name\": \"f\", \"path\": \"$img/f.raw\"}" >/dev/null
 client_start f1 hold "$(srv_uri f)" --write --expect-drop
-client_start f2 hold "$(srv_unix_uri f)" --write --expect-drop
+client_start f2 hold "$(srv_unix_uri f)" --write --offset 4096 --expect-drop
 wait_for_file "${CLIENT_DIR[f1]}/ready"
 wait_for_file "${CLIENT_DIR[f2]}/ready"
 client_wait_past f1 0
@@ -244,6 +245,7 @@ for c in f1 f2; do
     wait "${CLIENT_PID[$c]}" || fail "fenced client $c: $(cat "${CLIENT_DIR[$c]}/out")"
 done
 expect_export f state=serving clients=0
+# Both wrote inside block 0, which this write covers whole.
 nbd_client rw "$(srv_uri f)" fenced || fail "a writer after the fence failed"
 echo '{"block": 65536, "gens": {"0": 1}}' > "$scratch/f-map.json"
 out=$(nbd_client verify "$(srv_unix_uri f)" fenced "$scratch/f-map.json" 2>&1) ||
@@ -256,9 +258,9 @@ echo "$err" | jcheck 'r["code"] == 1001' || fail "export.fence of unknown: $err"
 lines=$("$NBD_PY" "$RELOAD_TOOLS/control-lines.py" "$SRV_CTL" \
     'this is not json' \
     '{"jsonrpc": "2.0", "id": 7, "method": "server.info"}' \
-    '[{"jsonrpc": "2.0", "id": 1, "method": "export.get", "params": {"name": "a"}},
-      {"jsonrpc": "2.0", "id": 2, "method": "export.list"},
-      {"jsonrpc": "2.0", "id": 3, "method": "no.such.method"}]' \
+    "$(echo '[{"jsonrpc": "2.0", "id": 1, "method": "export.get", "params": {"name": "a"}},
+               {"jsonrpc": "2.0", "id": 2, "method": "export.list"},
+               {"jsonrpc": "2.0", "id": 3, "method": "no.such.method"}]' | tr -d '\n')" \
     '{"jsonrpc": "2.0", "id": 8, "method": "export.get", "params": {"name": "f"}}') ||
     fail "control session: $lines"
 [ "$(echo "$lines" | wc -l)" = 4 ] || fail "expected 4 replies: $lines"
@@ -326,5 +328,8 @@ echo "$err" | jcheck 'r["code"] == 1001' || fail "replace with a missing image: 
 cmp -s "$SRV_EXPORTS/a.yaml" "$scratch/a.yaml.before" ||
     fail "a failed export.add replace:true changed or removed a.yaml"
 srv_rpc server.reload >/dev/null
-expect_export a state=serving "path=$img/a.raw" "description=disk a v2"
+out=$(srv_rpc_may_fail export.get '{"name": "a"}' 2>&1)
+echo "$out" | jcheck '(r.get("state") == "serving" and r["path"] == env["IMG"] + "/a.raw"
+                       and r["description"] == "disk a v2")' ||
+    fail "after a failed replace and a reload, a is: $out"
 srv_stop

@@ -168,15 +168,27 @@ rpc_remove() {
     expect_export "$name" --absent
 }
 
-rpc_reopen() {         # readonly toggled through export.add replace:true
-    local name=${rpc_tmp[-1]} ro out path
-    [ "${tmp_ro[$name]}" = true ] && ro=false || ro=true
-    path=$(srv_rpc export.get "{\"name\": \"$name\"}" | jget 'r["path"]')
-    out=$(srv_rpc export.add "{\"name\": \"$name\", \"path\": \"$path\",
-                               \"readonly\": $ro, \"replace\": true}")
+rpc_reopen() {         # export.add replace:true with a change that
+                       # reopens: readonly toggled, or the format named
+                       # (raw/qcow2) instead of found by magic, and back
+    local name=${rpc_tmp[-1]} ro fmt out cur
+    ro=${tmp_ro[$name]}
+    cur=$(srv_rpc export.get "{\"name\": \"$name\"}")
+    fmt=$(echo "$cur" | jget 'r["format"]')
+    if [ $((changes / 8 % 2)) = 0 ]; then
+        [ "$ro" = true ] && ro=false || ro=true
+    elif [ "$fmt" = auto ]; then
+        fmt=$(echo "$cur" | jget 'r["image_format"]')
+    else
+        fmt=auto
+    fi
+    out=$(srv_rpc export.add "{\"name\": \"$name\",
+        \"path\": \"$(echo "$cur" | jget 'r["path"]')\",
+        \"format\": \"$fmt\", \"readonly\": $ro, \"replace\": true}")
     [ "$(echo "$out" | jget 'r["readonly"]')" = "$ro" ] &&
+        [ "$(echo "$out" | jget 'r["format"]')" = "$fmt" ] &&
         [ "$(echo "$out" | jget 'r["state"]')" = serving ] ||
-        fail "replace $name readonly=$ro: $out"
+        fail "replace $name readonly=$ro format=$fmt: $out"
     tmp_ro[$name]=$ro
 }
 

@@ -18,6 +18,8 @@ import os
 import sys
 import time
 
+# The source tree is not ours to write: no __pycache__ beside the tool.
+sys.dont_write_bytecode = True
 _spec = importlib.util.spec_from_file_location(
     "nbd_rpc", os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             "nbd-rpc.py"))

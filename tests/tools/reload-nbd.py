@@ -10,15 +10,15 @@
         Exits 0 only if the connection never failed and every read
         matched; prints "verified N" on stdout.
 
-    reload-nbd.py hold URI DIR [--write] [--expect-drop]
+    reload-nbd.py hold URI DIR [--write] [--offset N] [--expect-drop]
         Connect, write DIR/ready, then read (or with --write, write and
-        read back) block 0 again and again, updating DIR/status with the
+        read back) 4 KiB at offset N (default 0) again and again, updating DIR/status with the
         count, until DIR/stop exists. A failed request means the server
         dropped us: DIR/dropped is written. Exit 0 when the outcome is
         the expected one (stopped without a drop, or with --expect-drop
         dropped), 1 otherwise.
 
-    reload-nbd.py verify SOURCE TAG MAP.json [--block N]
+    reload-nbd.py verify SOURCE TAG MAP.json
         Read every block of SOURCE (an nbd:// or nbd+unix:// URI, or a raw
         file) and compare it with the map: the last generation written,
         or zeros where the map has nothing.
@@ -111,22 +111,22 @@ def writer(uri, tag, outdir, block):
     print("verified %d" % verified)
 
 
-def hold(uri, outdir, write, expect_drop):
+def hold(uri, outdir, write, offset, expect_drop):
     stop = os.path.join(outdir, "stop")
     status = os.path.join(outdir, "status")
     h = connect(uri)
-    size = min(4096, h.get_size())
+    size = 4096
     write_status(os.path.join(outdir, "ready"), "ready")
     count = 0
     try:
         while not os.path.exists(stop):
             if write:
-                data = block_bytes("hold", 0, count + 1, size)
-                h.pwrite(data, 0)
-                if h.pread(size, 0) != data:
-                    sys.exit("hold: block 0 does not read back")
+                data = block_bytes("hold", offset, count + 1, size)
+                h.pwrite(data, offset)
+                if h.pread(size, offset) != data:
+                    sys.exit("hold: offset %d does not read back" % offset)
             else:
-                h.pread(size, 0)
+                h.pread(size, offset)
             count += 1
             write_status(status, "count %d" % count)
             time.sleep(0.02)
@@ -228,13 +228,14 @@ def flag(args, name):
 def main():
     args = sys.argv[1:]
     block = int(option(args, "--block", DEFAULT_BLOCK))
+    offset = int(option(args, "--offset", 0))
     write = flag(args, "--write")
     expect_drop = flag(args, "--expect-drop")
     cmd = args.pop(0) if args else ""
     if cmd == "writer" and len(args) == 3:
         writer(args[0], args[1], args[2], block)
     elif cmd == "hold" and len(args) == 2:
-        hold(args[0], args[1], write, expect_drop)
+        hold(args[0], args[1], write, offset, expect_drop)
     elif cmd == "verify" and len(args) == 3:
         verify(args[0], args[1], args[2])
     elif cmd == "rw" and len(args) == 2:
