@@ -690,6 +690,7 @@ static void start_request(struct conn *c, struct nbd_req *q,
 
     account(c, q);
     if (verdict == REQUEST_REPLY_ERROR) {
+        atomic_fetch_add(&c->def->stats->errors, 1);
         free(q->buf);
         q->buf = NULL;
         if (reply_error(q, q->error, "request refused") < 0)

@@ -70,21 +70,11 @@ head -c $SIZE /dev/urandom > "$scratch/src2.bin" || fail "cannot make src2.bin"
 # Models: what each export must read as, kept up to date by running every
 # qemu-io command on them too. qemu-img (the oracle) reads the images
 # before the server has them open.
-for e in raw new incr; do
-    case $e in
-        raw) f=$img/raw.img ;;
-        *) f=$img/$e.qcow2 ;;
-    esac
-    must qemu-img convert -O raw "$f" "$scratch/model-$e.bin"
+must qemu-img convert -O raw "$img/raw.img" "$scratch/model-raw.bin"
+for e in new incr; do
+    must qemu-img convert -O raw "$img/$e.qcow2" "$scratch/model-$e.bin"
 done
 RO_SUM=$(sha256sum < "$img/ro.img")
-
-export_path() {
-    case $1 in
-        raw|ro|big) echo "$img/$1.img" ;;
-        *) echo "$img/$1.qcow2" ;;
-    esac
-}
 
 start_server() {
     srv_start
@@ -251,6 +241,7 @@ for e in raw new incr; do
     same_content "$scratch/conv.qcow2" "$scratch/model-$e.bin"
 done
 same_as_model "$img/raw.img" "$scratch/model-raw.bin"
+same_as_model "$(srv_unix_uri raw)" "$img/raw.img"
 stop_and_check "$scratch/model-new.bin" "$scratch/model-incr.bin"
 
 # --- 3. nbdcopy ---
