@@ -435,13 +435,15 @@ json_t *conn_list_json(struct sd_server *srv)
     pthread_mutex_lock(&srv->conns_lock);
     for (struct conn *c = srv->conns; c; c = c->next) {
         json_t *o = json_pack(
-            "{s:I, s:s, s:s, s:s?, s:b, s:s?, s:I, s:I, s:I, s:s, s:b}",
+            "{s:I, s:s, s:s, s:s?, s:b, s:s?, s:I, s:I, s:I, s:I, s:s, s:b}",
             "id", (json_int_t)c->id, "peer", c->peer, "listener",
             c->listener, "export",
             c->export_name[0] ? c->export_name : NULL, "tls", c->tls != NULL,
             "tls_peer", c->tls_peer, "since_ms", (json_int_t)c->since_ms,
             "requests", (json_int_t)atomic_load(&c->requests),
             "peak_in_flight", (json_int_t)atomic_load(&c->peak_inflight_reqs),
+            "peak_in_flight_bytes",
+            (json_int_t)atomic_load(&c->peak_inflight_bytes),
             "worker",
             c->worker->name, "closing", atomic_load(&c->closing));
         if (!o || json_array_append_new(list, o) < 0) {

@@ -63,6 +63,7 @@ struct conn {
     uint64_t inflight_bytes;
     unsigned inflight_reqs;
     atomic_uint peak_inflight_reqs;   /* for connection.list */
+    atomic_uint_fast64_t peak_inflight_bytes;
     uint64_t budget;
     struct co_queue budget_wait;      /* reader waits here */
     struct co_queue idle_wait;        /* teardown waits for requests */

@@ -680,6 +680,8 @@ static void account(struct conn *c, struct nbd_req *q)
     c->inflight_reqs++;
     if (c->inflight_reqs > atomic_load(&c->peak_inflight_reqs))
         atomic_store(&c->peak_inflight_reqs, c->inflight_reqs);
+    if (c->inflight_bytes > atomic_load(&c->peak_inflight_bytes))
+        atomic_store(&c->peak_inflight_bytes, c->inflight_bytes);
     c->worker->budget_used += q->budget;
 }
 
