@@ -94,8 +94,18 @@ static int open_temporary(struct sd_server *srv, const struct sd_export *e,
                                      .backing_file = e->path,
                                      .backing_format = img_format(e->format) };
     char path[4096];
+    struct stat st;
     int ret;
 
+    /* Our own writable handle of the base would fail the overlay's read
+     * lock with a message about "another process": say what it is. */
+    if (stat(e->path, &st) == 0) {
+        struct srv_image *im = find(srv, st.st_dev, st.st_ino);
+        if (im && im->writable)
+            return sd_error_set(err, -EBUSY, "%s is exported writable by this "
+                                "server; a temporary overlay needs its base "
+                                "read-only", e->path);
+    }
     snprintf(path, sizeof(path), "%s/overlay-%d-%u.qcow2", srv->overlay_dir,
              (int)getpid(), atomic_fetch_add(&counter, 1));
     ret = sd_img_create(path, &co, err);

@@ -620,6 +620,22 @@ static bool is_ordered(uint16_t type)
            type == NBD_CMD_TRIM;
 }
 
+/* The payload of a refused write is read to stay in step with the
+ * stream, through a small buffer rather than one of its own size. */
+static int discard_payload(struct conn *c, uint32_t len)
+{
+    char buf[16384];
+
+    while (len) {
+        uint32_t n = len < sizeof(buf) ? len : (uint32_t)sizeof(buf);
+        int ret = conn_read(c, buf, n, NULL);
+        if (ret < 0)
+            return ret;
+        len -= n;
+    }
+    return 0;
+}
+
 /* Read one request (and its payload); NULL at the end of the stream. */
 static struct nbd_req *read_request(struct conn *c,
                                     const struct nbd_request_limits *lim,
@@ -655,7 +671,15 @@ static struct nbd_req *read_request(struct conn *c,
         free(q);
         return NULL;
     }
-    if (nbd_request_has_payload(&q->r)) {
+    if (nbd_request_has_payload(&q->r) && *verdict == REQUEST_REPLY_ERROR) {
+        ret = discard_payload(c, q->r.length);
+        if (ret < 0) {
+            sd_log_info("%s: reading refused write payload: %s", c->label,
+                        strerror(-ret));
+            free(q);
+            return NULL;
+        }
+    } else if (nbd_request_has_payload(&q->r)) {
         if (posix_memalign(&q->buf, BUF_ALIGN, q->r.length ? q->r.length : 1)) {
             sd_log_error("%s: out of memory; closing", c->label);
             free(q);
