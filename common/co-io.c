@@ -78,25 +78,33 @@ int co_io_wait(struct sd_ring *r, struct co_io_op *op,
     return op->res;
 }
 
+int co_recv_some(struct sd_ring *r, int fd, void *buf, size_t len,
+                 int flags, const struct timespec *deadline)
+{
+    for (;;) {
+        struct co_io_op op;
+        struct io_uring_sqe *sqe = co_io_prepare(r, &op, deadline != NULL);
+        int n;
+
+        if (!sqe)
+            return -EIO;
+        io_uring_prep_recv(sqe, fd, buf, len, flags);
+        n = co_io_wait(r, &op, deadline);
+        if (n == -EINTR || n == -EAGAIN)
+            continue;
+        return n == 0 ? -ECONNRESET : n;
+    }
+}
+
 int co_recv_all(struct sd_ring *r, int fd, void *buf, size_t len,
                 const struct timespec *deadline)
 {
     char *p = buf;
 
     while (len) {
-        struct co_io_op op;
-        struct io_uring_sqe *sqe = co_io_prepare(r, &op, deadline != NULL);
-
-        if (!sqe)
-            return -EIO;
-        io_uring_prep_recv(sqe, fd, p, len, MSG_WAITALL);
-        int n = co_io_wait(r, &op, deadline);
-        if (n == -EINTR || n == -EAGAIN)
-            continue;
+        int n = co_recv_some(r, fd, p, len, MSG_WAITALL, deadline);
         if (n < 0)
             return n;
-        if (n == 0)
-            return -ECONNRESET;
         p += n;
         len -= (size_t)n;
     }
@@ -106,26 +114,9 @@ int co_recv_all(struct sd_ring *r, int fd, void *buf, size_t len,
 int co_send_all(struct sd_ring *r, int fd, const void *buf, size_t len,
                 const struct timespec *deadline)
 {
-    const char *p = buf;
+    struct iovec iov = { (void *)buf, len };
 
-    while (len) {
-        struct co_io_op op;
-        struct io_uring_sqe *sqe = co_io_prepare(r, &op, deadline != NULL);
-
-        if (!sqe)
-            return -EIO;
-        io_uring_prep_send(sqe, fd, p, len, MSG_NOSIGNAL);
-        int n = co_io_wait(r, &op, deadline);
-        if (n == -EINTR || n == -EAGAIN)
-            continue;
-        if (n < 0)
-            return n;
-        if (n == 0)
-            return -ECONNRESET;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return co_sendmsg_all(r, fd, &iov, 1, deadline);
 }
 
 static void advance_iov(struct iovec **iov, int *iovcnt, size_t n)
@@ -146,18 +137,19 @@ static void advance_iov(struct iovec **iov, int *iovcnt, size_t n)
     }
 }
 
-int co_sendmsg_all(struct sd_ring *r, int fd, struct iovec *iov, int iovcnt)
+int co_sendmsg_all(struct sd_ring *r, int fd, struct iovec *iov, int iovcnt,
+                   const struct timespec *deadline)
 {
     advance_iov(&iov, &iovcnt, 0);
     while (iovcnt) {
         struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
         struct co_io_op op;
-        struct io_uring_sqe *sqe = co_io_prepare(r, &op, false);
+        struct io_uring_sqe *sqe = co_io_prepare(r, &op, deadline != NULL);
 
         if (!sqe)
             return -EIO;
         io_uring_prep_sendmsg(sqe, fd, &msg, MSG_NOSIGNAL);
-        int n = co_io_wait(r, &op, NULL);
+        int n = co_io_wait(r, &op, deadline);
         if (n == -EINTR || n == -EAGAIN)
             continue;
         if (n < 0)

@@ -42,6 +42,11 @@ struct io_uring_sqe *co_io_prepare(struct sd_ring *r, struct co_io_op *op,
 int co_io_wait(struct sd_ring *r, struct co_io_op *op,
                const struct timespec *deadline);
 
+/* One recv(2): the bytes received (> 0), -ECONNRESET when the peer
+ * closed, or a negative errno. */
+int co_recv_some(struct sd_ring *r, int fd, void *buf, size_t len,
+                 int flags, const struct timespec *deadline);
+
 /* Whole transfers on a socket, continuing after short ones. Return 0,
  * -ECONNRESET when the peer closed (recv got 0), or a negative errno. */
 int co_recv_all(struct sd_ring *r, int fd, void *buf, size_t len,
@@ -49,7 +54,8 @@ int co_recv_all(struct sd_ring *r, int fd, void *buf, size_t len,
 int co_send_all(struct sd_ring *r, int fd, const void *buf, size_t len,
                 const struct timespec *deadline);
 /* Sends every byte the iovecs hold; iov is modified as it goes. */
-int co_sendmsg_all(struct sd_ring *r, int fd, struct iovec *iov, int iovcnt);
+int co_sendmsg_all(struct sd_ring *r, int fd, struct iovec *iov, int iovcnt,
+                   const struct timespec *deadline);
 
 /* now + seconds on CLOCK_MONOTONIC. */
 struct timespec co_deadline_in(unsigned seconds);

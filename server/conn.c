@@ -221,7 +221,7 @@ void conn_request_close(struct conn *c, bool graceful)
 
 /* --- byte transport --- */
 
-static int tls_flush(struct conn *c)
+static int tls_flush(struct conn *c, const struct timespec *deadline)
 {
     int ret = 0;
 
@@ -242,7 +242,7 @@ static int tls_flush(struct conn *c)
         }
         memcpy(copy, ptr, n);
         sd_tls_session_consume(c->tls, n);
-        ret = co_send_all(&c->worker->ring, c->fd, copy, n, NULL);
+        ret = co_send_all(&c->worker->ring, c->fd, copy, n, deadline);
         free(copy);
         if (ret < 0)
             break;
@@ -253,24 +253,10 @@ static int tls_flush(struct conn *c)
 
 static int tls_fill(struct conn *c, const struct timespec *deadline)
 {
-    struct co_io_op op;
-    struct io_uring_sqe *sqe;
-    int n;
+    int n = co_recv_some(&c->worker->ring, c->fd, c->tls_in, TLS_INPUT_SIZE,
+                         0, deadline);
 
-    for (;;) {
-        sqe = co_io_prepare(&c->worker->ring, &op, deadline != NULL);
-        if (!sqe)
-            return -EIO;
-        io_uring_prep_recv(sqe, c->fd, c->tls_in, TLS_INPUT_SIZE, 0);
-        n = co_io_wait(&c->worker->ring, &op, deadline);
-        if (n == -EINTR || n == -EAGAIN)
-            continue;
-        if (n < 0)
-            return n;
-        if (n == 0)
-            return -ECONNRESET;
-        return sd_tls_session_put_input(c->tls, c->tls_in, (size_t)n);
-    }
+    return n < 0 ? n : sd_tls_session_put_input(c->tls, c->tls_in, (size_t)n);
 }
 
 int conn_read(struct conn *c, void *buf, size_t len,
@@ -293,7 +279,7 @@ int conn_read(struct conn *c, void *buf, size_t len,
             return -ECONNRESET;
         if (n != -EAGAIN)
             return (int)n;
-        ret = tls_flush(c);
+        ret = tls_flush(c, deadline);
         if (ret == 0)
             ret = tls_fill(c, deadline);
         if (ret < 0)
@@ -310,20 +296,20 @@ int conn_write(struct conn *c, const void *buf, size_t len,
     if (!c->tls)
         return co_send_all(&c->worker->ring, c->fd, buf, len, deadline);
     ret = sd_tls_session_write(c->tls, buf, len);
-    return ret < 0 ? ret : tls_flush(c);
+    return ret < 0 ? ret : tls_flush(c, deadline);
 }
 
 int conn_writev(struct conn *c, struct iovec *iov, int iovcnt)
 {
     if (!c->tls)
-        return co_sendmsg_all(&c->worker->ring, c->fd, iov, iovcnt);
+        return co_sendmsg_all(&c->worker->ring, c->fd, iov, iovcnt, NULL);
     for (int i = 0; i < iovcnt; i++) {
         int ret = sd_tls_session_write(c->tls, iov[i].iov_base,
                                        iov[i].iov_len);
         if (ret < 0)
             return ret;
     }
-    return tls_flush(c);
+    return tls_flush(c, NULL);
 }
 
 int conn_start_tls(struct conn *c, const struct timespec *deadline)
@@ -340,7 +326,7 @@ int conn_start_tls(struct conn *c, const struct timespec *deadline)
     for (;;) {
         sd_error_clear(&err);
         ret = sd_tls_session_handshake(c->tls, &err);
-        int fret = tls_flush(c);
+        int fret = tls_flush(c, deadline);
         if (ret == 0 && fret == 0)
             break;
         if (ret == -EAGAIN && fret == 0)

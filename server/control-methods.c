@@ -84,6 +84,13 @@ static int m_server_reload(void *ctx, struct jsonrpc_conn *conn,
     return jsonrpc_reply_result(req, summary);
 }
 
+static int reply_export_list(struct jsonrpc_request *req,
+                             struct sd_server *srv, bool stats)
+{
+    return jsonrpc_reply_result(req, json_pack("{s:o*}", "exports",
+                                registry_list_json(srv, stats)));
+}
+
 static int m_export_list(void *ctx, struct jsonrpc_conn *conn, json_t *params,
                          struct jsonrpc_request *req)
 {
@@ -95,10 +102,7 @@ static int m_export_list(void *ctx, struct jsonrpc_conn *conn, json_t *params,
     int ret = jsonrpc_params_parse(req, params, spec);
 
     (void)conn;
-    if (ret < 0)
-        return ret;
-    return jsonrpc_reply_result(req, json_pack("{s:o*}", "exports",
-                                registry_list_json(ctx, stats)));
+    return ret < 0 ? ret : reply_export_list(req, ctx, stats);
 }
 
 static int reply_export(struct jsonrpc_request *req, struct sd_server *srv,
@@ -142,8 +146,7 @@ static int m_export_stats(void *ctx, struct jsonrpc_conn *conn, json_t *params,
         return ret;
     if (name)
         return reply_export(req, ctx, name, true);
-    return jsonrpc_reply_result(req, json_pack("{s:o*}", "exports",
-                                registry_list_json(ctx, true)));
+    return reply_export_list(req, ctx, true);
 }
 
 /* --- export.add --- */

@@ -95,15 +95,9 @@ static void control_reader(void *arg)
     char *buf = malloc(CONTROL_READ_SIZE);
 
     while (buf && !cc->writer_done) {
-        struct co_io_op op;
-        struct io_uring_sqe *sqe = co_io_prepare(ring, &op, false);
-        int n;
+        int n = co_recv_some(ring, cc->fd, buf, CONTROL_READ_SIZE, 0, NULL);
 
-        if (!sqe)
-            break;
-        io_uring_prep_recv(sqe, cc->fd, buf, CONTROL_READ_SIZE, 0);
-        n = co_io_wait(ring, &op, NULL);
-        if (n <= 0)
+        if (n < 0)
             break;
         if (jsonrpc_conn_feed(cc->rpc, buf, (size_t)n) < 0)
             break;
