@@ -1,6 +1,7 @@
 #!/bin/bash
 # One connection keeps at least 32 requests in flight in the server, and
-# replies come back out of order. The server's test hook delays each
+# replies come back out of order; overlapping writes still apply in the
+# order they arrived. The server's test hook delays each
 # request by a varied amount (SENDENSE_NBD_TEST_DELAY_US), standing in
 # for a slow backend.
 . "${top_srcdir:-..}/tests/functions.sh"
@@ -22,5 +23,10 @@ for name in raw qcow2; do
               "$SRV_CTL" 64) || fail "$uri: $out"
         echo "$uri: $out"
     done
+done
+for name in raw qcow2; do
+    out=$($PYTHON "$top_srcdir/tests/tools/order-check.py" "$(srv_uri $name)" 200) ||
+        fail "$name: overlapping writes out of order: $out"
+    echo "$name: $out"
 done
 srv_stop
