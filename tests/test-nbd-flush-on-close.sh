@@ -1,0 +1,74 @@
+#!/bin/bash
+# A client that never sends FLUSH loses nothing: when a connection that
+# wrote goes (DISC, an abrupt close, connection.close, export.remove),
+# the server flushes the image. Seen in the library's write log (the
+# power-loss test mode, SENDENSE_WRITE_LOG): after the client's last
+# write, a FLUSH record must follow.
+. "${top_srcdir:-..}/tests/functions.sh"
+. "$top_srcdir/tests/server-lib.sh"
+
+wlog=$scratch/wlog
+export SENDENSE_WRITE_LOG=$wlog
+srv_start
+unset SENDENSE_WRITE_LOG
+truncate -s 64M "$scratch/disk.raw"
+must "$SENDENSE_IMG" create -q -f qcow2 "$scratch/disk.qcow2" 64M
+
+# Every flush so far covers every write: the state before each case.
+covered() { "$PYTHON" "$top_srcdir/tests/tools/wlog-tail.py" "$wlog"; }
+eventually_covered() {
+    local i
+    for i in $(seq 1 600); do covered > /dev/null && return 0; sleep 0.05; done
+    covered
+    return 1
+}
+write_then() {  # write_then URI HOW: write 1 MiB without FLUSH, then HOW
+    "$PYTHON" - "$1" "$2" <<'PY'
+import os, socket, sys, nbd
+uri, how = sys.argv[1], sys.argv[2]
+h = nbd.NBD()
+h.connect_uri(uri)
+for i in range(16):
+    h.pwrite(os.urandom(65536), i * 65536)
+if how == "disc":
+    h.shutdown()
+elif how == "abrupt":
+    os._exit(0)          # the socket closes with the process, no DISC
+elif how == "hold":
+    import time
+    sys.stdout.write("written\n"); sys.stdout.flush()
+    time.sleep(600)      # held open until the test kills us
+PY
+}
+
+for kind in raw qcow2; do
+    srv_export $kind "$scratch/disk.$kind"
+    for how in disc abrupt; do
+        write_then "$(srv_uri $kind)" $how || fail "$kind/$how: client failed"
+        eventually_covered || fail "$kind/$how: no flush after the last write"
+        echo "$kind/$how: $(covered)"
+    done
+done
+
+# connection.close and export.remove (drain: false) of a writer.
+for how in close remove; do
+    write_then "$(srv_unix_uri raw)" hold > "$scratch/hold.out" &
+    holder=$!
+    for _ in $(seq 1 600); do grep -q written "$scratch/hold.out" && break; sleep 0.05; done
+    grep -q written "$scratch/hold.out" || fail "$how: writer did not start"
+    id=$(srv_rpc connection.list | "$PYTHON" -c '
+import json, sys
+print([c["id"] for c in json.load(sys.stdin)["connections"] if c.get("export") == "raw"][0])')
+    if [ $how = close ]; then
+        srv_rpc connection.close "{\"id\": $id}" > /dev/null
+    else
+        srv_rpc export.remove '{"name": "raw", "drain": false}' > /dev/null
+    fi
+    eventually_covered || fail "$how: no flush after the last write"
+    echo "raw/$how: $(covered)"
+    kill "$holder" 2>/dev/null
+    wait "$holder" 2>/dev/null || :
+    [ $how = close ] || srv_export raw "$scratch/disk.raw"
+done
+srv_stop
+covered > /dev/null || fail "writes not flushed at stop"
