@@ -6,8 +6,8 @@
 # every run produced a number (sendense-nbd in every row; each peer
 # wherever it is installed and able to serve the target). No timing is
 # judged.
-. "${srcdir:-.}/functions.sh"
-. "${srcdir:-.}/server-lib.sh"
+. "${top_srcdir:-..}/tests/functions.sh"
+. "$top_srcdir/tests/server-lib.sh"
 
 requires nbdcopy nbdinfo fio openssl
 "$PYTHON" -c 'import nbd' 2>/dev/null || requires python3-libnbd
