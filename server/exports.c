@@ -120,10 +120,9 @@ static struct export_def *def_new(struct sd_server *srv, struct sd_export *e,
 
 static struct export_slot *find_slot(struct sd_server *srv, const char *name)
 {
-    for (size_t i = 0; i < srv->n_slots; i++)
-        if (strcmp(srv->slots[i].name, name) == 0)
-            return &srv->slots[i];
-    return NULL;
+    size_t i;
+
+    return name_index_get(&srv->slot_index, name, &i) ? &srv->slots[i] : NULL;
 }
 
 static struct export_slot *add_slot(struct sd_server *srv, const char *name)
@@ -152,8 +151,15 @@ static struct export_slot *add_slot(struct sd_server *srv, const char *name)
         return NULL;
     }
     pthread_mutex_lock(&srv->registry_lock);
-    srv->n_slots++;
+    int ret = name_index_put(&srv->slot_index, s->name, srv->n_slots);
+    if (ret == 0)
+        srv->n_slots++;
     pthread_mutex_unlock(&srv->registry_lock);
+    if (ret < 0) {
+        free(s->name);
+        stats_unref(s->stats);
+        return NULL;
+    }
     return s;
 }
 
@@ -187,8 +193,12 @@ static void drop_slot(struct sd_server *srv, struct export_slot *s)
     free(s->problem);
     stats_unref(s->stats);
     pthread_mutex_lock(&srv->registry_lock);
+    name_index_remove(&srv->slot_index, srv->slots[i].name);
     free(srv->slots[i].name);
     srv->slots[i] = srv->slots[--srv->n_slots];
+    /* An update of a key already there: it cannot fail. */
+    if (i < srv->n_slots)
+        (void)name_index_put(&srv->slot_index, srv->slots[i].name, i);
     pthread_mutex_unlock(&srv->registry_lock);
 }
 
@@ -199,10 +209,8 @@ struct export_def *registry_lookup(struct sd_server *srv, const char *name,
 
     *why = "no such export";
     pthread_mutex_lock(&srv->registry_lock);
-    for (size_t i = 0; i < srv->n_slots; i++) {
-        struct export_slot *s = &srv->slots[i];
-        if (strcmp(s->name, name) != 0)
-            continue;
+    struct export_slot *s = find_slot(srv, name);
+    if (s) {
         def = s->live;
         if (def)
             export_def_ref(def);
@@ -210,7 +218,6 @@ struct export_def *registry_lookup(struct sd_server *srv, const char *name,
             *why = "export is being reconfigured; try again shortly";
         else
             *why = "export is not available (see the server log)";
-        break;
     }
     pthread_mutex_unlock(&srv->registry_lock);
     return def;
@@ -241,6 +248,7 @@ void registry_destroy(struct sd_server *srv)
     free(srv->slots);
     srv->slots = NULL;
     srv->cap_slots = 0;
+    name_index_free(&srv->slot_index);
     pthread_mutex_destroy(&srv->registry_lock);
 }
 
@@ -381,14 +389,6 @@ void registry_retry_pending(struct sd_server *srv)
     }
 }
 
-static bool list_has_name(const struct sd_export_list *list, const char *name)
-{
-    for (size_t i = 0; i < list->n; i++)
-        if (list->entries[i].name && strcmp(list->entries[i].name, name) == 0)
-            return true;
-    return false;
-}
-
 static int append_error(json_t *errors, const struct sd_export_entry *en)
 {
     return json_array_append_new(errors, json_pack("{s:s?, s:s?, s:s}",
@@ -426,14 +426,24 @@ int registry_apply_list(struct sd_server *srv, struct sd_export_list *list,
                         r == APPLY_ADDED ? "added" : "changed");
         }
     }
-    for (size_t i = srv->n_slots; i-- > 0;) {
-        if (!list_has_name(list, srv->slots[i].name)) {
+    struct name_index in_list = { 0 };
+    bool index_ok = true;
+    for (size_t i = 0; i < list->n && index_ok; i++)
+        if (list->entries[i].name)
+            index_ok = name_index_put(&in_list, list->entries[i].name, i) == 0;
+    size_t unused;
+    for (size_t i = srv->n_slots; index_ok && i-- > 0;) {
+        if (!name_index_get(&in_list, srv->slots[i].name, &unused)) {
             sd_log_info("export %s: removed (connected clients stay)",
                         srv->slots[i].name);
             drop_slot(srv, &srv->slots[i]);
             removed++;
         }
     }
+    name_index_free(&in_list);
+    if (!index_ok)
+        sd_log_error("reload: out of memory; exports no longer defined are "
+                     "still served");
     if (summary)
         *summary = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o*}",
             "added", (json_int_t)counts[APPLY_ADDED],

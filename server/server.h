@@ -8,6 +8,7 @@
 #define SENDENSE_SERVER_SERVER_H
 
 #include "common/error.h"
+#include "server/name-index.h"
 #include "server/server-config.h"
 #include "server/worker.h"
 
@@ -40,6 +41,7 @@ struct sd_server {
     pthread_mutex_t registry_lock;
     struct export_slot *slots;        /* under registry_lock */
     size_t n_slots, cap_slots;
+    struct name_index slot_index;     /* name -> slots[i], under the lock */
     uint64_t generation;
 
     /* Connections (see conn.h). */
