@@ -26,8 +26,8 @@ unset NOTIFY_SOCKET
 wait_for 10 grep -q '^READY=1' "$scratch/notify.txt" || fail "no READY=1"
 kill -HUP "$SRV_PID"
 wait_for 10 grep -q 'RELOADING=1' "$scratch/notify.txt" || fail "no RELOADING=1"
-wait_for 10 test "$(grep -c '^READY=1' "$scratch/notify.txt")" -ge 2 ||
-    fail "no READY=1 after the reload"
+ready_twice() { [ "$(grep -c '^READY=1' "$scratch/notify.txt")" -ge 2 ]; }
+wait_for 10 ready_twice || fail "no READY=1 after the reload"
 srv_stop
 grep -q 'STOPPING=1' "$scratch/notify.txt" || fail "no STOPPING=1"
 echo "systemd notifications: $(tr '\n' ' ' < "$scratch/notify.txt")"
