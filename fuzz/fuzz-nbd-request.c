@@ -26,6 +26,8 @@
  */
 #include "config.h"
 
+#include "common/byteorder.h"
+
 #include "server/nbd-proto.h"
 #include "server/request.h"
 #include "server/server-config.h"
@@ -39,14 +41,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { LIMITS_SIZE = 12 };
 
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-
-    memcpy(&v, p, 8);
-    return be64toh(v);
-}
-
 /* Sizes near the interesting edges (small, huge, near 2^64) are all
  * reachable from 8 bytes; the flags byte and the block size byte pick
  * the rest. */
@@ -55,7 +49,7 @@ static void limits_from(const uint8_t *p, struct nbd_request_limits *lim)
     uint8_t f = p[8];
 
     memset(lim, 0, sizeof(*lim));
-    lim->size = get64(p);
+    lim->size = get_be64(p);
     lim->readonly = f & 1;
     lim->structured = f & 2;
     lim->can_trim = f & 4;

@@ -45,6 +45,8 @@
  */
 #include "config.h"
 
+#include "common/byteorder.h"
+
 #include "common/co-io.h"
 #include "common/log.h"
 #include "qcow2/image.h"
@@ -56,7 +58,6 @@
 #include "server/worker.h"
 
 #include <arpa/inet.h>
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -373,9 +374,6 @@ static bool take(struct cursor *c, size_t n, const uint8_t **out)
     return true;
 }
 
-static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return be16toh(v); }
-static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return be32toh(v); }
-static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return be64toh(v); }
 
 struct option_sent {
     uint32_t opt;
@@ -407,10 +405,10 @@ static void model_options(struct model *m, struct cursor *c)
     const uint8_t *h, *skip;
 
     while (take(c, 16, &h)) {
-        uint32_t opt = get32(h + 8), len = get32(h + 12);
+        uint32_t opt = get_be32(h + 8), len = get_be32(h + 12);
         struct option_sent *grown;
 
-        if (get64(h) != NBD_MAGIC_OPTS)
+        if (get_be64(h) != NBD_MAGIC_OPTS)
             return;
         if (len > OPTION_PAYLOAD_MAX &&
             (opt == NBD_OPT_EXPORT_NAME || len > OPTION_DISCARD_MAX))
@@ -435,10 +433,10 @@ static void model_client(struct model *m, const uint8_t *in, size_t len)
     memset(m, 0, sizeof(*m));
     if (!take(&c, 4, &f))
         return;
-    m->flags_ok = (get32(f) & NBD_FLAG_C_FIXED_NEWSTYLE) &&
-                  !(get32(f) & ~(uint32_t)(NBD_FLAG_C_FIXED_NEWSTYLE |
+    m->flags_ok = (get_be32(f) & NBD_FLAG_C_FIXED_NEWSTYLE) &&
+                  !(get_be32(f) & ~(uint32_t)(NBD_FLAG_C_FIXED_NEWSTYLE |
                                            NBD_FLAG_C_NO_ZEROES));
-    m->no_zeroes = get32(f) & NBD_FLAG_C_NO_ZEROES;
+    m->no_zeroes = get_be32(f) & NBD_FLAG_C_NO_ZEROES;
     if (m->flags_ok)
         model_options(m, &c);
 }
@@ -452,11 +450,11 @@ static void model_requests(struct model *m, const uint8_t *in, size_t len,
     const uint8_t *h, *skip;
 
     while (take(&c, 28, &h)) {
-        uint16_t type = get16(h + 6);
-        uint32_t length = get32(h + 24);
+        uint16_t type = get_be16(h + 6);
+        uint32_t length = get_be32(h + 24);
         struct request_sent *grown;
 
-        if (get32(h) != NBD_REQUEST_MAGIC || type == NBD_CMD_DISC)
+        if (get_be32(h) != NBD_REQUEST_MAGIC || type == NBD_CMD_DISC)
             return;
         if (type == NBD_CMD_WRITE &&
             (length > SD_REQUEST_MAX || !take(&c, length, &skip)))
@@ -470,7 +468,7 @@ static void model_requests(struct model *m, const uint8_t *in, size_t len,
             abort();
         m->reqs = grown;
         m->reqs[m->n_reqs] = (struct request_sent){
-            .offset = get64(h + 16), .length = length, .type = type };
+            .offset = get_be64(h + 16), .length = length, .type = type };
         memcpy(&m->reqs[m->n_reqs].cookie, h + 8, 8);
         m->n_reqs++;
     }
@@ -491,8 +489,8 @@ static void check_greeting(struct cursor *out)
 
     if (!take(out, 18, &g))
         fail("no full greeting", out->pos);
-    if (get64(g) != NBD_MAGIC_INIT || get64(g + 8) != NBD_MAGIC_OPTS ||
-        get16(g + 16) != (NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES))
+    if (get_be64(g) != NBD_MAGIC_INIT || get_be64(g + 8) != NBD_MAGIC_OPTS ||
+        get_be16(g + 16) != (NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES))
         fail("bad greeting", 0);
 }
 
@@ -521,22 +519,22 @@ static size_t check_options(struct cursor *out, const struct model *m,
             /* No option reply: size and flags, zeroes unless waived. */
             if (!take(out, m->no_zeroes ? 10 : 134, &h))
                 fail("short EXPORT_NAME answer", out->pos);
-            if (!known_size(get64(h)) || !(get16(h + 8) & NBD_FLAG_HAS_FLAGS))
+            if (!known_size(get_be64(h)) || !(get_be16(h + 8) & NBD_FLAG_HAS_FLAGS))
                 fail("bad EXPORT_NAME answer", out->pos);
             return m->opts[i].end;
         }
         if (!take(out, 20, &h))
             fail("short option reply header", out->pos);
-        uint32_t opt = get32(h + 8), type = get32(h + 12), len = get32(h + 16);
-        if (get64(h) != NBD_MAGIC_OPT_REPLY)
+        uint32_t opt = get_be32(h + 8), type = get_be32(h + 12), len = get_be32(h + 16);
+        if (get_be64(h) != NBD_MAGIC_OPT_REPLY)
             fail("bad option reply magic", out->pos - 20);
         if (opt != m->opts[i].opt)
             fail("reply names another option", out->pos - 20);
         if (len > OPTION_PAYLOAD_MAX || !take(out, len, &skip))
             fail("option reply payload", out->pos);
         if (type == NBD_REP_INFO && len >= 2 &&
-            get16(skip) == NBD_INFO_EXPORT &&
-            (len != 12 || !known_size(get64(skip + 2))))
+            get_be16(skip) == NBD_INFO_EXPORT &&
+            (len != 12 || !known_size(get_be64(skip + 2))))
             fail("bad NBD_INFO_EXPORT", out->pos - len);
         if (!is_final_reply(type))
             continue;
@@ -600,11 +598,11 @@ static bool check_simple(struct cursor *out, struct model *m, bool structured)
         fail("simple reply to no waiting request", out->pos - 16);
     if (ambiguous)
         return false;
-    if (get32(h + 4) && !known_nbd_error(get32(h + 4)))
+    if (get_be32(h + 4) && !known_nbd_error(get_be32(h + 4)))
         fail("unknown error in a simple reply", out->pos - 12);
     if (structured && uses_structured(r))
         fail("simple reply where a structured one is due", out->pos - 16);
-    if (r->type == NBD_CMD_READ && get32(h + 4) == 0 &&
+    if (r->type == NBD_CMD_READ && get_be32(h + 4) == 0 &&
         !take(out, r->length, &skip))
         fail("short read data", out->pos);
     r->answered = true;
@@ -615,7 +613,7 @@ static void check_chunk_payload(const struct request_sent *r, uint16_t type,
                                 const uint8_t *p, uint32_t len, size_t at)
 {
     uint64_t end = r->offset + r->length;
-    uint64_t off = len >= 8 ? get64(p) : 0;
+    uint64_t off = len >= 8 ? get_be64(p) : 0;
     bool inside = off >= r->offset && off < end;
 
     switch (type) {
@@ -630,19 +628,19 @@ static void check_chunk_payload(const struct request_sent *r, uint16_t type,
         break;
     case NBD_REPLY_TYPE_OFFSET_HOLE:
         if (r->type != NBD_CMD_READ || len != 12 || !inside ||
-            get32(p + 8) == 0 || get32(p + 8) > end - off)
+            get_be32(p + 8) == 0 || get_be32(p + 8) > end - off)
             fail("hole chunk outside its read", at);
         break;
     case NBD_REPLY_TYPE_BLOCK_STATUS:
         if (r->type != NBD_CMD_BLOCK_STATUS || len < 12 || (len - 4) % 8 ||
-            (get32(p) != NBD_CONTEXT_ID_BASE &&
-             get32(p) != NBD_CONTEXT_ID_DEPTH))
+            (get_be32(p) != NBD_CONTEXT_ID_BASE &&
+             get_be32(p) != NBD_CONTEXT_ID_DEPTH))
             fail("bad block status chunk", at);
         break;
     case NBD_REPLY_TYPE_ERROR:
     case NBD_REPLY_TYPE_ERROR_OFFSET:
-        if (len < 6 || get16(p + 4) > len - 6 ||
-            !known_nbd_error(get32(p)))
+        if (len < 6 || get_be16(p + 4) > len - 6 ||
+            !known_nbd_error(get_be32(p)))
             fail("bad error chunk", at);
         break;
     default:
@@ -669,14 +667,14 @@ static bool check_structured(struct cursor *out, struct model *m,
         return false;
     if (!r)
         fail("chunk for no waiting request", at);
-    if (!take(out, get32(h + 16), &p))
+    if (!take(out, get_be32(h + 16), &p))
         fail("short chunk payload", at);
     if (ambiguous)
         return false;
-    check_chunk_payload(r, get16(h + 6), p, get32(h + 16), at);
-    if (get16(h + 4) & NBD_REPLY_FLAG_DONE)
+    check_chunk_payload(r, get_be16(h + 6), p, get_be32(h + 16), at);
+    if (get_be16(h + 4) & NBD_REPLY_FLAG_DONE)
         r->answered = true;
-    else if (get16(h + 6) == NBD_REPLY_TYPE_NONE)
+    else if (get_be16(h + 6) == NBD_REPLY_TYPE_NONE)
         fail("NONE chunk without DONE", at);
     return true;
 }
@@ -691,9 +689,9 @@ static void check_transmission(struct cursor *out, struct model *m,
 
         if (out->len - out->pos < 4)
             fail("trailing bytes", out->pos);
-        if (get32(magic) == NBD_SIMPLE_REPLY_MAGIC)
+        if (get_be32(magic) == NBD_SIMPLE_REPLY_MAGIC)
             followed = check_simple(out, m, structured);
-        else if (get32(magic) == NBD_STRUCTURED_REPLY_MAGIC)
+        else if (get_be32(magic) == NBD_STRUCTURED_REPLY_MAGIC)
             followed = check_structured(out, m, structured);
         else
             fail("bad reply magic", out->pos);

@@ -41,6 +41,8 @@
  */
 #include "config.h"
 
+#include "common/byteorder.h"
+
 #include "qcow2-check.h"
 #include "qcow2-format.h"
 #include "blkfile.h"
@@ -115,9 +117,6 @@ struct checker {
     unsigned max_messages;
 };
 
-static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return be64toh(v); }
-static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return be32toh(v); }
-static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return be16toh(v); }
 
 static uint64_t round_up8(uint64_t v) { return (v + 7) & ~7ull; }
 
@@ -442,7 +441,7 @@ static void check_l2_table(struct checker *c, uint64_t l2_off, bool active)
     c->next_contiguous = 0;
     for (uint64_t j = 0; j < c->l2_entries; j++) {
         const uint8_t *p = c->l2buf + j * entry_bytes;
-        uint64_t e = get64(p), bitmap = c->extl2 ? get64(p + 8) : 0;
+        uint64_t e = get_be64(p), bitmap = c->extl2 ? get_be64(p + 8) : 0;
 
         if (e & QCOW2_OFLAG_COMPRESSED)
             check_compressed(c, e, bitmap, active);
@@ -535,15 +534,15 @@ static bool read_snapshot_entry(struct checker *c, unsigned i, uint64_t *pos,
                    "the end of the file", i, (unsigned long long)*pos);
         return false;
     }
-    extra = get32(fixed + 36);
+    extra = get_be32(fixed + 36);
     if (extra > QCOW2_MAX_SNAPSHOT_EXTRA) {
         CORRUPTION(c, "ERROR snapshot %u: extra data too large (%u bytes)",
                    i, extra);
         return false;
     }
-    out->offset = get64(fixed);
-    out->size = get32(fixed + 8);
-    *pos += round_up8(40ull + extra + get16(fixed + 12) + get16(fixed + 14));
+    out->offset = get_be64(fixed);
+    out->size = get_be32(fixed + 8);
+    *pos += round_up8(40ull + extra + get_be16(fixed + 12) + get_be16(fixed + 14));
     return true;
 }
 
@@ -648,13 +647,13 @@ static void walk_bitmap_directory(struct checker *c, const uint8_t *dir,
             return;
         }
         const uint8_t *e = dir + pos;
-        uint64_t len = round_up8(24ull + get32(e + 20) + get16(e + 18));
+        uint64_t len = round_up8(24ull + get_be32(e + 20) + get_be16(e + 18));
         if (len > size - pos) {
             CORRUPTION(c, "ERROR bitmap directory entry %u runs past the "
                        "directory", i);
             return;
         }
-        check_bitmap_table(c, i, get64(e), get32(e + 8));
+        check_bitmap_table(c, i, get_be64(e), get_be32(e + 8));
         pos += len;
         i++;
     }

@@ -7,40 +7,37 @@
  */
 #include "config.h"
 
+#include "common/byteorder.h"
+
 #include "qcow2-format.h"
 #include "blkfile.h"
 #include "common/error.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return be32toh(v); }
-static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return be64toh(v); }
-static void put32(uint8_t *p, uint32_t v) { v = htobe32(v); memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { v = htobe64(v); memcpy(p, &v, 8); }
 
 static void parse_fixed(const uint8_t *b, struct qcow2_header *h)
 {
-    h->version = get32(b + 4);
-    h->backing_file_offset = get64(b + 8);
-    h->backing_file_size = get32(b + 16);
-    h->cluster_bits = get32(b + 20);
-    h->size = get64(b + 24);
-    h->crypt_method = get32(b + 32);
-    h->l1_size = get32(b + 36);
-    h->l1_table_offset = get64(b + 40);
-    h->refcount_table_offset = get64(b + 48);
-    h->refcount_table_clusters = get32(b + 56);
-    h->nb_snapshots = get32(b + 60);
-    h->snapshots_offset = get64(b + 64);
+    h->version = get_be32(b + 4);
+    h->backing_file_offset = get_be64(b + 8);
+    h->backing_file_size = get_be32(b + 16);
+    h->cluster_bits = get_be32(b + 20);
+    h->size = get_be64(b + 24);
+    h->crypt_method = get_be32(b + 32);
+    h->l1_size = get_be32(b + 36);
+    h->l1_table_offset = get_be64(b + 40);
+    h->refcount_table_offset = get_be64(b + 48);
+    h->refcount_table_clusters = get_be32(b + 56);
+    h->nb_snapshots = get_be32(b + 60);
+    h->snapshots_offset = get_be64(b + 64);
     if (h->version >= 3) {
-        h->incompatible_features = get64(b + 72);
-        h->compatible_features = get64(b + 80);
-        h->autoclear_features = get64(b + 88);
-        h->refcount_order = get32(b + 96);
-        h->header_length = get32(b + 100);
+        h->incompatible_features = get_be64(b + 72);
+        h->compatible_features = get_be64(b + 80);
+        h->autoclear_features = get_be64(b + 88);
+        h->refcount_order = get_be32(b + 96);
+        h->header_length = get_be32(b + 100);
         h->compression_type = h->header_length > 104 ? b[104] : 0;
     } else {
         h->refcount_order = 4;
@@ -196,9 +193,9 @@ static int parse_ext(struct qcow2_header *h, uint32_t type,
     case QCOW2_EXT_BITMAPS:
         if (len < 24)
             return sd_error_set(err, -EINVAL, "bitmaps extension too short");
-        h->bitmaps_nb = get32(data);
-        h->bitmap_directory_size = get64(data + 8);
-        h->bitmap_directory_offset = get64(data + 16);
+        h->bitmaps_nb = get_be32(data);
+        h->bitmap_directory_size = get_be64(data + 8);
+        h->bitmap_directory_offset = get_be64(data + 16);
         return keep_unknown_ext(h, type, data, len);
     case QCOW2_EXT_CRYPTO:
         return sd_error_set(err, -ENOTSUP, "encrypted images are not supported");
@@ -217,7 +214,7 @@ static int parse_extensions(struct qcow2_header *h, const uint8_t *buf,
     if (h->backing_file_offset && h->backing_file_offset < end)
         end = h->backing_file_offset;
     while (off + 8 <= end) {
-        uint32_t type = get32(buf + off), len = get32(buf + off + 4);
+        uint32_t type = get_be32(buf + off), len = get_be32(buf + off + 4);
         off += 8;
         if (type == QCOW2_EXT_END)
             return 0;
@@ -272,7 +269,7 @@ int qcow2_header_read(struct blkfile *f, struct qcow2_header *h,
     ret = blk_pread(f, fixed, sizeof(fixed), 0);
     if (ret < 0)
         return sd_error_set(err, ret, "could not read the header");
-    if (get32(fixed) != QCOW2_MAGIC)
+    if (get_be32(fixed) != QCOW2_MAGIC)
         return sd_error_set(err, -EINVAL, "not a qcow2 image (bad magic)");
     parse_fixed(fixed, h);
     ret = check_fixed(h, file_size, err);
@@ -352,8 +349,8 @@ static int put_ext(uint8_t *buf, uint64_t cap, uint64_t *off, uint32_t type,
 
     if (*off + 8 + padded > cap)
         return -ENOSPC;
-    put32(buf + *off, type);
-    put32(buf + *off + 4, len);
+    put_be32(buf + *off, type);
+    put_be32(buf + *off + 4, len);
     if (len)
         memcpy(buf + *off + 8, data, len);
     memset(buf + *off + 8 + len, 0, padded - len);
@@ -377,26 +374,26 @@ static int put_feature_table(uint8_t *buf, uint64_t cap, uint64_t *off)
 
 static void put_fixed(uint8_t *b, const struct qcow2_header *h)
 {
-    put32(b, QCOW2_MAGIC);
-    put32(b + 4, h->version);
-    put64(b + 8, h->backing_file_offset);
-    put32(b + 16, h->backing_file_size);
-    put32(b + 20, h->cluster_bits);
-    put64(b + 24, h->size);
-    put32(b + 32, h->crypt_method);
-    put32(b + 36, h->l1_size);
-    put64(b + 40, h->l1_table_offset);
-    put64(b + 48, h->refcount_table_offset);
-    put32(b + 56, h->refcount_table_clusters);
-    put32(b + 60, h->nb_snapshots);
-    put64(b + 64, h->snapshots_offset);
+    put_be32(b, QCOW2_MAGIC);
+    put_be32(b + 4, h->version);
+    put_be64(b + 8, h->backing_file_offset);
+    put_be32(b + 16, h->backing_file_size);
+    put_be32(b + 20, h->cluster_bits);
+    put_be64(b + 24, h->size);
+    put_be32(b + 32, h->crypt_method);
+    put_be32(b + 36, h->l1_size);
+    put_be64(b + 40, h->l1_table_offset);
+    put_be64(b + 48, h->refcount_table_offset);
+    put_be32(b + 56, h->refcount_table_clusters);
+    put_be32(b + 60, h->nb_snapshots);
+    put_be64(b + 64, h->snapshots_offset);
     if (h->version < 3)
         return;
-    put64(b + 72, h->incompatible_features);
-    put64(b + 80, h->compatible_features);
-    put64(b + 88, h->autoclear_features);
-    put32(b + 96, h->refcount_order);
-    put32(b + 100, h->header_length);
+    put_be64(b + 72, h->incompatible_features);
+    put_be64(b + 80, h->compatible_features);
+    put_be64(b + 88, h->autoclear_features);
+    put_be32(b + 96, h->refcount_order);
+    put_be32(b + 100, h->header_length);
     if (h->header_length > 104)
         b[104] = h->compression_type;
 }

@@ -59,7 +59,6 @@ struct conn {
     bool ctx_base, ctx_depth;         /* meta contexts selected */
 
     /* Transmission (owner worker only). */
-    bool reading;                     /* reader still takes requests */
     uint64_t inflight_bytes;
     unsigned inflight_reqs;
     atomic_uint peak_inflight_reqs;   /* for connection.list */

@@ -9,6 +9,8 @@
  */
 #include "config.h"
 
+#include "common/byteorder.h"
+
 #include "common/log.h"
 #include "server/conn.h"
 #include "server/exports.h"
@@ -17,7 +19,6 @@
 #include "server/server.h"
 #include "common/co-io.h"
 
-#include <endian.h>
 #include <inttypes.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -39,12 +40,6 @@ struct hs {
     char meta_export[256];           /* export the contexts were set for */
 };
 
-static void put16(uint8_t *p, uint16_t v) { v = htobe16(v); memcpy(p, &v, 2); }
-static void put32(uint8_t *p, uint32_t v) { v = htobe32(v); memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { v = htobe64(v); memcpy(p, &v, 8); }
-static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return be16toh(v); }
-static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return be32toh(v); }
-static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return be64toh(v); }
 
 static int send_reply(struct hs *h, uint32_t type, const void *data,
                       uint32_t len)
@@ -52,10 +47,10 @@ static int send_reply(struct hs *h, uint32_t type, const void *data,
     uint8_t hdr[20];
     int ret;
 
-    put64(hdr, NBD_MAGIC_OPT_REPLY);
-    put32(hdr + 8, h->opt);
-    put32(hdr + 12, type);
-    put32(hdr + 16, len);
+    put_be64(hdr, NBD_MAGIC_OPT_REPLY);
+    put_be32(hdr + 8, h->opt);
+    put_be32(hdr + 12, type);
+    put_be32(hdr + 16, len);
     ret = conn_write(h->c, hdr, sizeof(hdr), &h->deadline);
     if (ret == 0 && len)
         ret = conn_write(h->c, data, len, &h->deadline);
@@ -133,9 +128,9 @@ static int send_info_export(struct hs *h, const struct export_def *def)
 {
     uint8_t b[12];
 
-    put16(b, NBD_INFO_EXPORT);
-    put64(b + 2, def->size);
-    put16(b + 10, transmission_flags(h, def));
+    put_be16(b, NBD_INFO_EXPORT);
+    put_be64(b + 2, def->size);
+    put_be16(b + 10, transmission_flags(h, def));
     return send_reply(h, NBD_REP_INFO, b, sizeof(b));
 }
 
@@ -147,7 +142,7 @@ static int send_info_text(struct hs *h, uint16_t type, const char *text)
 
     if (!b)
         return -ENOMEM;
-    put16(b, type);
+    put_be16(b, type);
     memcpy(b + 2, text, len);
     ret = send_reply(h, NBD_REP_INFO, b, (uint32_t)(2 + len));
     free(b);
@@ -158,12 +153,12 @@ static int send_info_block_size(struct hs *h, const struct export_def *def)
 {
     uint8_t b[14];
 
-    put16(b, NBD_INFO_BLOCK_SIZE);
+    put_be16(b, NBD_INFO_BLOCK_SIZE);
     /* O_DIRECT needs sector-aligned requests; everything else takes any
      * byte range. */
-    put32(b + 2, def->cfg->direct ? 4096 : BLOCK_MIN);
-    put32(b + 6, BLOCK_PREFERRED);
-    put32(b + 10, SD_REQUEST_MAX);
+    put_be32(b + 2, def->cfg->direct ? 4096 : BLOCK_MIN);
+    put_be32(b + 6, BLOCK_PREFERRED);
+    put_be32(b + 10, SD_REQUEST_MAX);
     return send_reply(h, NBD_REP_INFO, b, sizeof(b));
 }
 
@@ -199,9 +194,9 @@ static int opt_info_go(struct hs *h, const uint8_t *p, uint32_t len,
     char name[SD_EXPORT_NAME_MAX + 1];
     int ret;
 
-    if (len < 6 || (name_len = get32(p)) > len - 6)
+    if (len < 6 || (name_len = get_be32(p)) > len - 6)
         return send_error(h, NBD_REP_ERR_INVALID, "malformed request");
-    n_req = get16(p + 4 + name_len);
+    n_req = get_be16(p + 4 + name_len);
     if ((uint64_t)4 + name_len + 2 + 2ull * n_req != len)
         return send_error(h, NBD_REP_ERR_INVALID, "malformed request");
     if (name_len > SD_EXPORT_NAME_MAX)
@@ -209,7 +204,7 @@ static int opt_info_go(struct hs *h, const uint8_t *p, uint32_t len,
     memcpy(name, p + 4, name_len);
     name[name_len] = '\0';
     for (uint16_t i = 0; i < n_req; i++) {
-        uint16_t what = get16(p + 4 + name_len + 2 + 2 * i);
+        uint16_t what = get_be16(p + 4 + name_len + 2 + 2 * i);
         want_name |= what == NBD_INFO_NAME;
         want_desc |= what == NBD_INFO_DESCRIPTION;
     }
@@ -258,8 +253,8 @@ static int opt_export_name(struct hs *h, const uint8_t *p, uint32_t len,
     if (!def)
         return -ENOENT;
     memset(b, 0, sizeof(b));
-    put64(b, def->size);
-    put16(b + 8, transmission_flags(h, def));
+    put_be64(b, def->size);
+    put_be16(b + 8, transmission_flags(h, def));
     ret = conn_write(h->c, b, h->c->no_zeroes ? 10 : sizeof(b), &h->deadline);
     if (ret < 0) {
         export_def_unref(def);
@@ -307,7 +302,7 @@ static int send_context(struct hs *h, uint32_t id, const char *name)
     size_t n = strlen(name);
     uint8_t b[64];
 
-    put32(b, id);
+    put_be32(b, id);
     memcpy(b + 4, name, n);
     return send_reply(h, NBD_REP_META_CONTEXT, b, (uint32_t)(4 + n));
 }
@@ -337,19 +332,19 @@ static int opt_meta_context(struct hs *h, const uint8_t *p, uint32_t len,
     if (!h->c->structured)
         return send_error(h, NBD_REP_ERR_INVALID,
                           "structured replies must be negotiated first");
-    if (len < 8 || (name_len = get32(p)) > len - 8)
+    if (len < 8 || (name_len = get_be32(p)) > len - 8)
         return send_error(h, NBD_REP_ERR_INVALID, "malformed request");
     if (name_len > SD_EXPORT_NAME_MAX)
         return send_error(h, NBD_REP_ERR_UNKNOWN, "export name too long");
     memcpy(name, p + 4, name_len);
     name[name_len] = '\0';
-    n_queries = get32(p + 4 + name_len);
+    n_queries = get_be32(p + 4 + name_len);
     if (n_queries > META_QUERIES_MAX)
         return send_error(h, NBD_REP_ERR_TOO_BIG, "too many queries");
     pos = 8 + name_len;
     for (uint32_t i = 0; i < n_queries; i++) {
         uint32_t qlen;
-        if (len - pos < 4 || (qlen = get32(p + pos)) > len - pos - 4)
+        if (len - pos < 4 || (qlen = get_be32(p + pos)) > len - pos - 4)
             return send_error(h, NBD_REP_ERR_INVALID, "malformed query");
         match_query((const char *)p + pos + 4, qlen, &base, &depth);
         pos += 4 + qlen;
@@ -422,7 +417,7 @@ static int opt_list(struct hs *h, uint32_t len)
     for (size_t i = 0; i < l.n && ret == 0 && !l.oom; i++) {
         size_t n = strlen(l.names[i]);
         uint8_t b[4 + SD_EXPORT_NAME_MAX];
-        put32(b, (uint32_t)n);
+        put_be32(b, (uint32_t)n);
         memcpy(b + 4, l.names[i], n);
         ret = send_reply(h, NBD_REP_SERVER, b, (uint32_t)(4 + n));
     }
@@ -487,15 +482,15 @@ static int greet(struct hs *h)
     uint32_t flags;
     int ret;
 
-    put64(b, NBD_MAGIC_INIT);
-    put64(b + 8, NBD_MAGIC_OPTS);
-    put16(b + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+    put_be64(b, NBD_MAGIC_INIT);
+    put_be64(b + 8, NBD_MAGIC_OPTS);
+    put_be16(b + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
     ret = conn_write(h->c, b, sizeof(b), &h->deadline);
     if (ret == 0)
         ret = conn_read(h->c, b, 4, &h->deadline);
     if (ret < 0)
         return ret;
-    flags = get32(b);
+    flags = get_be32(b);
     if (!(flags & NBD_FLAG_C_FIXED_NEWSTYLE) ||
         (flags & ~(uint32_t)(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES))) {
         sd_log_info("%s: client flags 0x%x: only fixed newstyle is served",
@@ -523,12 +518,12 @@ static int negotiate(struct hs *h)
         ret = conn_read(h->c, hdr, sizeof(hdr), &h->deadline);
         if (ret < 0)
             break;
-        if (get64(hdr) != NBD_MAGIC_OPTS) {
+        if (get_be64(hdr) != NBD_MAGIC_OPTS) {
             sd_log_info("%s: bad option magic; closing", h->c->label);
             return -EPROTO;
         }
-        h->opt = get32(hdr + 8);
-        len = get32(hdr + 12);
+        h->opt = get_be32(hdr + 8);
+        len = get_be32(hdr + 12);
         if (len > OPTION_PAYLOAD_MAX) {
             if (h->opt == NBD_OPT_EXPORT_NAME || len > OPTION_DISCARD_MAX) {
                 sd_log_info("%s: option %u with %u bytes; closing",

@@ -22,7 +22,6 @@ struct listener {
     char *text;
     char *unix_path;              /* to unlink at close */
     bool stop;
-    bool running;
 };
 
 enum { LISTEN_BACKLOG = 1024 };
@@ -179,7 +178,6 @@ static void accept_loop(void *arg)
     struct listener *ln = arg;
     struct sd_ring *ring = &ln->srv->control.ring;
 
-    ln->running = true;
     while (!ln->stop) {
         struct sockaddr_storage addr;
         socklen_t addrlen = sizeof(addr);
@@ -213,7 +211,6 @@ static void accept_loop(void *arg)
             close(fd);
         }
     }
-    ln->running = false;
 }
 
 int listeners_start(struct sd_server *srv)

@@ -1,31 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 #include "config.h"
 
+#include "common/byteorder.h"
+
 #include "server/request.h"
 #include "server/nbd-proto.h"
 #include "server/server-config.h"
 
-#include <endian.h>
 #include <string.h>
 
 bool nbd_request_parse(const uint8_t *b, struct nbd_request *out)
 {
-    uint32_t magic, len;
-    uint16_t flags, type;
-    uint64_t cookie, offset;
-
-    memcpy(&magic, b, 4);
-    memcpy(&flags, b + 4, 2);
-    memcpy(&type, b + 6, 2);
-    memcpy(&cookie, b + 8, 8);
-    memcpy(&offset, b + 16, 8);
-    memcpy(&len, b + 24, 4);
-    out->flags = be16toh(flags);
-    out->type = be16toh(type);
-    out->cookie = cookie;          /* opaque: echoed as received */
-    out->offset = be64toh(offset);
-    out->length = be32toh(len);
-    return be32toh(magic) == NBD_REQUEST_MAGIC;
+    out->flags = get_be16(b + 4);
+    out->type = get_be16(b + 6);
+    memcpy(&out->cookie, b + 8, 8);   /* opaque: echoed as received */
+    out->offset = get_be64(b + 16);
+    out->length = get_be32(b + 24);
+    return get_be32(b) == NBD_REQUEST_MAGIC;
 }
 
 /* Flags each command may carry. */

@@ -14,6 +14,8 @@
  */
 #include "config.h"
 
+#include "common/byteorder.h"
+
 #include "common/co-io.h"
 #include "common/log.h"
 #include "qcow2/image.h"
@@ -24,7 +26,6 @@
 #include "server/request.h"
 #include "server/server.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -55,9 +56,6 @@ struct nbd_req {
     struct iovec iov_inline[2];
 };
 
-static void put16(uint8_t *p, uint16_t v) { v = htobe16(v); memcpy(p, &v, 2); }
-static void put32(uint8_t *p, uint32_t v) { v = htobe32(v); memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { v = htobe64(v); memcpy(p, &v, 8); }
 
 static uint32_t nbd_errno_of(int err)
 {
@@ -92,11 +90,11 @@ static struct srv_image *image_of(const struct conn *c)
 static void chunk_header(uint8_t *p, uint16_t flags, uint16_t type,
                          uint64_t cookie, uint32_t length)
 {
-    put32(p, NBD_STRUCTURED_REPLY_MAGIC);
-    put16(p + 4, flags);
-    put16(p + 6, type);
+    put_be32(p, NBD_STRUCTURED_REPLY_MAGIC);
+    put_be16(p + 4, flags);
+    put_be16(p + 6, type);
     memcpy(p + 8, &cookie, 8);
-    put32(p + 16, length);
+    put_be32(p + 16, length);
 }
 
 static int reply_simple(struct nbd_req *q, bool with_data)
@@ -104,8 +102,8 @@ static int reply_simple(struct nbd_req *q, bool with_data)
     q->meta = malloc(NBD_SIMPLE_REPLY_SIZE);
     if (!q->meta)
         return -ENOMEM;
-    put32(q->meta, NBD_SIMPLE_REPLY_MAGIC);
-    put32(q->meta + 4, q->error);
+    put_be32(q->meta, NBD_SIMPLE_REPLY_MAGIC);
+    put_be32(q->meta + 4, q->error);
     memcpy(q->meta + 8, &q->r.cookie, 8);
     q->iov = q->iov_inline;
     q->iov[0] = (struct iovec){ q->meta, NBD_SIMPLE_REPLY_SIZE };
@@ -128,8 +126,8 @@ static int reply_structured_error(struct nbd_req *q, const char *msg)
         return -ENOMEM;
     chunk_header(q->meta, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR,
                  q->r.cookie, (uint32_t)(6 + n));
-    put32(q->meta + 20, q->error);
-    put16(q->meta + 24, (uint16_t)n);
+    put_be32(q->meta + 20, q->error);
+    put_be16(q->meta + 24, (uint16_t)n);
     memcpy(q->meta + 26, msg, n);
     q->iov = q->iov_inline;
     q->iov[0] = (struct iovec){ q->meta, NBD_CHUNK_HEADER_SIZE + 6 + n };
@@ -211,14 +209,14 @@ static int reply_read_chunks(struct nbd_req *q, const struct span *s,
 
         if (s[i].hole) {
             chunk_header(p, flags, NBD_REPLY_TYPE_OFFSET_HOLE, q->r.cookie, 12);
-            put64(p + 20, s[i].offset);
-            put32(p + 28, (uint32_t)s[i].length);
+            put_be64(p + 20, s[i].offset);
+            put_be32(p + 28, (uint32_t)s[i].length);
             p += 32;
             q->iov[q->iovcnt++] = (struct iovec){ start, 32 };
         } else {
             chunk_header(p, flags, NBD_REPLY_TYPE_OFFSET_DATA, q->r.cookie,
                          (uint32_t)(8 + s[i].length));
-            put64(p + 20, s[i].offset);
+            put_be64(p + 20, s[i].offset);
             p += 28;
             q->iov[q->iovcnt++] = (struct iovec){ start, 28 };
             q->iov[q->iovcnt++] = (struct iovec){
@@ -309,21 +307,19 @@ static size_t put_status_chunk(struct nbd_req *q, uint8_t *p, uint32_t ctx,
     for (unsigned i = 0; i < n; i++) {
         uint32_t st = status(&ext[i]);
         if (count && status(&ext[i - 1]) == st) {
-            uint32_t len;
-            memcpy(&len, d - 8, 4);
-            put32(d - 8, be32toh(len) + (uint32_t)ext[i].length);
+            put_be32(d - 8, get_be32(d - 8) + (uint32_t)ext[i].length);
             continue;
         }
         if (one && count == 1)
             break;
-        put32(d, (uint32_t)ext[i].length);
-        put32(d + 4, st);
+        put_be32(d, (uint32_t)ext[i].length);
+        put_be32(d + 4, st);
         d += 8;
         count++;
     }
     chunk_header(p, last ? NBD_REPLY_FLAG_DONE : 0,
                  NBD_REPLY_TYPE_BLOCK_STATUS, q->r.cookie, 4 + 8 * count);
-    put32(p + NBD_CHUNK_HEADER_SIZE, ctx);
+    put_be32(p + NBD_CHUNK_HEADER_SIZE, ctx);
     return (size_t)(d - p);
 }
 
@@ -464,9 +460,10 @@ static void serve_request(void *arg)
     }
     if (q->ordered)
         image_write_end(im, &q->wr);
-    free(q->r.type == NBD_CMD_WRITE ? q->buf : NULL);
-    if (q->r.type == NBD_CMD_WRITE)
+    if (q->r.type == NBD_CMD_WRITE) {     /* the payload is done with */
+        free(q->buf);
         q->buf = NULL;
+    }
     if (ret < 0) {
         if (!msg)
             msg = strerror(-ret);
@@ -743,7 +740,6 @@ static void start_request(struct conn *c, struct nbd_req *q,
 
 static void finish_transmission(struct conn *c)
 {
-    c->reading = false;
     while (c->inflight_reqs)
         co_queue_wait(&c->idle_wait);
     if (c->wrote) {
@@ -767,7 +763,6 @@ void conn_transmission(struct conn *c)
     struct coroutine *send_co;
 
     fill_limits(c, &lim);
-    c->reading = true;
     c->sender_running = true;
     send_co = co_create(sender, c);
     if (!send_co) {
