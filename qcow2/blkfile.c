@@ -23,7 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/magic.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 enum { BLK_ASYNC_MIN = 128 * 1024 };
@@ -76,45 +79,71 @@ static int blk_wait(struct blk_op *op)
     return op->res;
 }
 
-static ssize_t blk_read_once(struct blkfile *f, void *buf, size_t len,
-                             uint64_t off)
+/* The descriptor for one step of a data request: the O_DIRECT twin when
+ * buffer, offset and length are aligned, else the buffered one. */
+static int data_fd(const struct blkfile *f, const void *buf, size_t len,
+                   uint64_t off)
+{
+    if (f->dfd < 0)
+        return f->fd;
+    if (((uintptr_t)buf | off | len) & (BLK_DIO_ALIGN - 1))
+        return f->fd;
+    return f->dfd;
+}
+
+/* A device whose direct I/O wants more than BLK_DIO_ALIGN refuses with
+ * EINVAL: from then on the file goes through the page cache only. */
+static bool dio_refused(struct blkfile *f, int fd, ssize_t n)
+{
+    if (fd != f->dfd || n != -EINVAL)
+        return false;
+    close(f->dfd);
+    f->dfd = -1;
+    return true;
+}
+
+static ssize_t blk_read_once(struct blkfile *f, int fd, void *buf,
+                             size_t len, uint64_t off)
 {
     if (use_ring(f)) {
         struct blk_op op;
         struct io_uring_sqe *sqe = blk_sqe(f, &op);
         if (!sqe)
             return -EIO;
-        io_uring_prep_read(sqe, f->fd, buf, len, off);
-        blk_maybe_async(sqe, len);
+        io_uring_prep_read(sqe, fd, buf, len, off);
+        if (fd == f->fd)
+            blk_maybe_async(sqe, len);
         return blk_wait(&op);
     }
-    ssize_t n = pread(f->fd, buf, len, off);
+    ssize_t n = pread(fd, buf, len, off);
     return n < 0 ? -errno : n;
 }
 
-static ssize_t blk_write_once(struct blkfile *f, const void *buf, size_t len,
-                              uint64_t off)
+static ssize_t blk_write_once(struct blkfile *f, int fd, const void *buf,
+                              size_t len, uint64_t off)
 {
     if (use_ring(f)) {
         struct blk_op op;
         struct io_uring_sqe *sqe = blk_sqe(f, &op);
         if (!sqe)
             return -EIO;
-        io_uring_prep_write(sqe, f->fd, buf, len, off);
+        io_uring_prep_write(sqe, fd, buf, len, off);
         return blk_wait(&op);
     }
-    ssize_t n = pwrite(f->fd, buf, len, off);
+    ssize_t n = pwrite(fd, buf, len, off);
     return n < 0 ? -errno : n;
 }
 
-int blk_pread(struct blkfile *f, void *buf, size_t len, uint64_t off)
+static int read_loop(struct blkfile *f, void *buf, size_t len, uint64_t off,
+                     bool data)
 {
     char *p = buf;
 
     while (len) {
         size_t chunk = len > (1u << 30) ? (1u << 30) : len;
-        ssize_t n = blk_read_once(f, p, chunk, off);
-        if (n == -EINTR || n == -EAGAIN)
+        int fd = data ? data_fd(f, p, chunk, off) : f->fd;
+        ssize_t n = blk_read_once(f, fd, p, chunk, off);
+        if (n == -EINTR || n == -EAGAIN || dio_refused(f, fd, n))
             continue;
         if (n < 0)
             return (int)n;
@@ -129,6 +158,16 @@ int blk_pread(struct blkfile *f, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+int blk_pread(struct blkfile *f, void *buf, size_t len, uint64_t off)
+{
+    return read_loop(f, buf, len, off, false);
+}
+
+int blk_pread_data(struct blkfile *f, void *buf, size_t len, uint64_t off)
+{
+    return read_loop(f, buf, len, off, true);
+}
+
 int blk_pread_exact(struct blkfile *f, void *buf, size_t len, uint64_t off)
 {
     uint64_t size;
@@ -141,7 +180,8 @@ int blk_pread_exact(struct blkfile *f, void *buf, size_t len, uint64_t off)
     return blk_pread(f, buf, len, off);
 }
 
-int blk_pwrite(struct blkfile *f, const void *buf, size_t len, uint64_t off)
+static int write_loop(struct blkfile *f, const void *buf, size_t len,
+                      uint64_t off, bool data)
 {
     const char *p = buf;
     const uint64_t start = off;
@@ -151,8 +191,9 @@ int blk_pwrite(struct blkfile *f, const void *buf, size_t len, uint64_t off)
         return -EPERM;
     while (len) {
         size_t chunk = len > (1u << 30) ? (1u << 30) : len;
-        ssize_t n = blk_write_once(f, p, chunk, off);
-        if (n == -EINTR || n == -EAGAIN)
+        int fd = data ? data_fd(f, p, chunk, off) : f->fd;
+        ssize_t n = blk_write_once(f, fd, p, chunk, off);
+        if (n == -EINTR || n == -EAGAIN || dio_refused(f, fd, n))
             continue;
         if (n < 0)
             return (int)n;
@@ -165,6 +206,26 @@ int blk_pwrite(struct blkfile *f, const void *buf, size_t len, uint64_t off)
     if (f->log)
         write_log_append(f->log, WLOG_WRITE, start, total, buf);
     return 0;
+}
+
+int blk_pwrite(struct blkfile *f, const void *buf, size_t len, uint64_t off)
+{
+    return write_loop(f, buf, len, off, false);
+}
+
+int blk_pwrite_data(struct blkfile *f, const void *buf, size_t len,
+                    uint64_t off)
+{
+    return write_loop(f, buf, len, off, true);
+}
+
+void *blk_alloc_buffer(size_t len)
+{
+    void *p;
+
+    if (posix_memalign(&p, BLK_DIO_ALIGN, len ? len : 1) != 0)
+        return NULL;
+    return p;
 }
 
 static int blk_fallocate(struct blkfile *f, int mode, uint64_t off,
@@ -290,6 +351,22 @@ int blk_allocated_bytes(struct blkfile *f, uint64_t *bytes)
     return 0;
 }
 
+/* The O_DIRECT twin of fd, opened through /proc/self/fd so it is the
+ * same file even if the path was renamed meanwhile. On tmpfs the page
+ * cache is the medium itself, so direct I/O would buy nothing; file
+ * systems without direct I/O refuse the open. Either way: -1, and the
+ * file keeps to the page cache. */
+static int open_direct_twin(int fd, int oflags)
+{
+    char proc[64];
+    struct statfs sfs;
+
+    if (fstatfs(fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC)
+        return -1;
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    return open(proc, oflags | O_DIRECT);
+}
+
 int blk_open(struct blkfile **out, const char *path, unsigned flags,
              struct sd_error *err)
 {
@@ -314,6 +391,7 @@ int blk_open(struct blkfile **out, const char *path, unsigned flags,
         free(f);
         return sd_error_set(err, -ENOMEM, "out of memory");
     }
+    f->dfd = -1;
     f->fd = open(path, oflags, 0644);
     if (f->fd < 0) {
         int e = -errno;
@@ -330,6 +408,8 @@ int blk_open(struct blkfile **out, const char *path, unsigned flags,
     }
     f->writable = flags & BLK_WRITABLE;
     f->direct = flags & BLK_DIRECT;
+    if ((flags & BLK_DIRECT_DATA) && !f->direct)
+        f->dfd = open_direct_twin(f->fd, oflags & ~(O_CREAT | O_EXCL));
     f->is_blockdev = S_ISBLK(st.st_mode);
     f->dev = st.st_dev;
     f->ino = st.st_ino;
@@ -345,6 +425,8 @@ void blk_close(struct blkfile *f)
         return;
     if (f->fd >= 0)
         close(f->fd);
+    if (f->dfd >= 0)
+        close(f->dfd);
     write_log_close(f->log);
     free(f->path);
     free(f);

@@ -29,6 +29,8 @@ struct blkfile {
     char *path;
     bool writable;
     bool direct;               /* opened O_DIRECT: buffers must be aligned */
+    int dfd;                   /* O_DIRECT twin of fd for aligned data I/O,
+                                * or -1 */
     bool is_blockdev;
     dev_t dev;
     ino_t ino;
@@ -40,7 +42,11 @@ enum blk_open_flags {
     BLK_WRITABLE = 1 << 0,
     BLK_DIRECT   = 1 << 1,
     BLK_CREATE   = 1 << 2,     /* create, fail if it exists */
+    BLK_DIRECT_DATA = 1 << 3,  /* aligned data I/O bypasses the page cache */
 };
+
+/* Buffers, offsets and lengths aligned to this go through dfd. */
+enum { BLK_DIO_ALIGN = 4096 };
 
 int blk_open(struct blkfile **out, const char *path, unsigned flags,
              struct sd_error *err);
@@ -51,6 +57,17 @@ int blk_pread(struct blkfile *f, void *buf, size_t len, uint64_t off);
 /* Read exactly len bytes or fail with -EIO (for metadata). */
 int blk_pread_exact(struct blkfile *f, void *buf, size_t len, uint64_t off);
 int blk_pwrite(struct blkfile *f, const void *buf, size_t len, uint64_t off);
+/* Guest data: like blk_pread/blk_pwrite, but with BLK_DIRECT_DATA an
+ * aligned request skips the page cache (no copy, no cache pollution, no
+ * kernel worker thread for cold reads). Metadata stays on the buffered
+ * path, where it is cached. Linux keeps the two coherent: a direct read
+ * writes back dirty cached pages of its range first and a direct write
+ * invalidates them. */
+int blk_pread_data(struct blkfile *f, void *buf, size_t len, uint64_t off);
+int blk_pwrite_data(struct blkfile *f, const void *buf, size_t len,
+                    uint64_t off);
+/* A buffer suitable for direct data I/O (free() it). */
+void *blk_alloc_buffer(size_t len);
 /* Make the range read as zeros; punch a hole when punch is true. */
 int blk_zero_range(struct blkfile *f, uint64_t off, uint64_t len, bool punch);
 int blk_flush(struct blkfile *f);

@@ -96,6 +96,7 @@ static int img_open_depth(struct sd_img **out, const char *path,
     img->parent = parent;
     img->ring = opts->ring;
     img->writable = opts->writable;
+    img->direct_data = opts->direct_data;
     img->ops = ops_for(fmt);
     img->path = strdup(path);
     if (!img->path) {
@@ -104,7 +105,8 @@ static int img_open_depth(struct sd_img **out, const char *path,
     }
     ret = blk_open(&img->file, path,
                    (opts->writable ? BLK_WRITABLE : 0) |
-                   (opts->direct && fmt == SD_FMT_RAW ? BLK_DIRECT : 0), err);
+                   (opts->direct && fmt == SD_FMT_RAW ? BLK_DIRECT : 0) |
+                   (opts->direct_data ? BLK_DIRECT_DATA : 0), err);
     if (ret < 0)
         goto out_free;
     img->file->ring = opts->ring;
@@ -159,6 +161,7 @@ int sd_img_open_backing(struct sd_img *img, const char *path,
     struct sd_img_open_opts o = {
         .format = fmt,
         .writable = false,
+        .direct_data = img->direct_data,
         .ring = img->ring,
     };
     struct sd_img *b;

@@ -41,6 +41,8 @@ struct sd_img_open_opts {
     enum sd_img_format format;
     bool writable;
     bool direct;             /* O_DIRECT for the data file */
+    bool direct_data;        /* aligned guest data skips the page cache,
+                              * in the whole chain (blkfile.h) */
     bool no_backing;         /* do not open the backing chain */
     bool no_lock;            /* skip inter-process locks (tools only) */
     bool force_share;        /* inspect an image another process writes */

@@ -52,7 +52,7 @@ static int data_pwrite(struct sd_img *img, const void *buf, uint64_t len,
         return sd_img_set_corrupt(img, "preventing a data write at 0x%llx "
                                   "that overlaps image metadata",
                                   (unsigned long long)host);
-    return blk_pwrite(img->file, buf, len, host);
+    return blk_pwrite_data(img->file, buf, len, host);
 }
 
 /* -- in-flight guest ranges ------------------------------------------ */
@@ -158,7 +158,7 @@ static int read_old(struct sd_img *img, const struct cluster_plan *p,
         if (zero)
             memset(dst, 0, span);
         else if (alloc)
-            ret = blk_pread(img->file, dst, span, off + rel);
+            ret = blk_pread_data(img->file, dst, span, off + rel);
         else
             ret = sd_img_co_read_backing(img, dst, p->guest + rel, span);
         if (ret < 0)
@@ -273,7 +273,7 @@ static int write_planned(struct sd_img *img, const struct cluster_plan *p,
 
     if (p->f_lo == p->w_lo && p->f_hi == p->w_hi)
         return data_pwrite(img, src, flen, p->host + p->f_lo);
-    bounce = malloc(flen);
+    bounce = blk_alloc_buffer(flen);
     if (!bounce)
         return -ENOMEM;
     ret = 0;

@@ -45,7 +45,7 @@ int qcow2_co_read(struct sd_img *img, void *buf, uint64_t off, uint64_t len)
             memset(p, 0, m.bytes);
             break;
         case QC_NORMAL:
-            ret = blk_pread(img->file, p, m.bytes, m.host_off);
+            ret = blk_pread_data(img->file, p, m.bytes, m.host_off);
             break;
         case QC_COMPRESSED:
             ret = read_compressed_part(img, &m, off, p, m.bytes);

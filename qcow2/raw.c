@@ -48,13 +48,13 @@ static void forget_data_extent(struct sd_img *img)
 static int raw_co_read(struct sd_img *img, void *buf, uint64_t off,
                        uint64_t len)
 {
-    return blk_pread(img->file, buf, len, off);
+    return blk_pread_data(img->file, buf, len, off);
 }
 
 static int raw_co_write(struct sd_img *img, const void *buf, uint64_t off,
                         uint64_t len, unsigned flags)
 {
-    return blk_pwrite(img->file, buf, len, off);
+    return blk_pwrite_data(img->file, buf, len, off);
 }
 
 static int raw_co_zero(struct sd_img *img, uint64_t off, uint64_t len,

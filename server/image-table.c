@@ -54,7 +54,8 @@ static int open_image(struct sd_server *srv, const char *path,
 {
     struct srv_image *im = calloc(1, sizeof(*im));
     struct sd_img_open_opts opts = { .format = fmt, .writable = writable,
-                                     .direct = direct };
+                                     .direct = direct,
+                                     .direct_data = !direct };
     int ret;
 
     if (!im || !(im->path = strdup(path))) {

@@ -24,9 +24,9 @@ run_model() {
     local img=$1 seed=$2 base=${3:-} out
     local model=$scratch/model.raw
     to_raw "$img" "$model"
-    echo "  seed $seed: $IMG_MODEL --seed $seed --ops $OPS" \
+    echo "  seed $seed: $IMG_MODEL --seed $seed --ops $OPS $direct" \
          "${base:+--base $base} $img $model"
-    "$IMG_MODEL" --seed "$seed" --ops "$OPS" ${base:+--base "$base"} \
+    "$IMG_MODEL" --seed "$seed" --ops "$OPS" $direct ${base:+--base "$base"} \
         "$img" "$model" || fail "img-model seed $seed on $img"
     check_image "$img" 0 || fail "qemu-img check after seed $seed"
     out=$(qemu-img compare -F raw "$img" "$model" 2>&1) ||
@@ -88,11 +88,15 @@ for c in $cases; do
     while [ $s -lt "$SD_SOAK" ]; do
         make_case "$c"
         seed=$((case_no * 1000 + s + 1))
+        # Every other run opens the image as sendense-nbd does: aligned
+        # data with O_DIRECT beside buffered metadata and unaligned data.
+        direct=
+        [ $(((case_no + s) % 2)) = 0 ] && direct=--direct-data
         if [ "$c" = raw ]; then
             # qemu-img check has nothing to say about raw files.
             model=$scratch/model.raw
             cp "$img" "$model"
-            "$IMG_MODEL" --seed "$seed" --ops "$OPS" "$img" "$model" ||
+            "$IMG_MODEL" --seed "$seed" --ops "$OPS" $direct "$img" "$model" ||
                 fail "img-model seed $seed on raw"
             cmp "$img" "$model" || fail "raw image differs from the model"
         else

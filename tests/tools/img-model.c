@@ -88,7 +88,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: img-model [--seed N] [--ops N] [--depth N] "
             "[--max-len SIZE]\n"
-            "                 [--check-every N] [--base RAW] IMAGE MODEL.raw\n");
+            "                 [--check-every N] [--base RAW]\n"
+            "                 [--direct-data] IMAGE MODEL.raw\n");
     exit(2);
 }
 
@@ -101,6 +102,7 @@ static void parse_args(int argc, char **argv, struct model_args *a)
         { "max-len", required_argument, NULL, 'm' },
         { "check-every", required_argument, NULL, 'c' },
         { "base", required_argument, NULL, 'b' },
+        { "direct-data", no_argument, NULL, 'D' },
         { NULL, 0, NULL, 0 },
     };
     int c;
@@ -115,6 +117,7 @@ static void parse_args(int argc, char **argv, struct model_args *a)
         case 'm': a->max_len = parse_size("max-len", optarg); break;
         case 'c': a->check_every = parse_size("check-every", optarg); break;
         case 'b': a->base_path = optarg; break;
+        case 'D': tool_direct_data = true; break;
         default: usage();
         }
     }
@@ -410,9 +413,11 @@ static void setup(struct model_run *m, const struct model_args *a)
     if (!m->slots)
         die("out of memory");
     for (unsigned i = 0; i < m->depth; i++) {
-        m->slots[i].buf = malloc(m->max_len);
-        if (!m->slots[i].buf)
+        /* Page-aligned, so aligned ranges take the O_DIRECT path. */
+        void *buf;
+        if (posix_memalign(&buf, 4096, m->max_len))
             die("out of memory");
+        m->slots[i].buf = buf;
     }
 }
 

@@ -9,12 +9,15 @@
 
 #include <string.h>
 
+bool tool_direct_data;
+
 struct sd_img *tool_open_image(const char *path, bool writable,
                                struct sd_ring *ring)
 {
     struct sd_img_open_opts opts = {
         .format = SD_FMT_AUTO,
         .writable = writable,
+        .direct_data = tool_direct_data,
         .ring = ring,
         .no_lock = !writable,
     };

@@ -51,6 +51,8 @@ void write_whole_file(const char *path, const void *buf, size_t len);
 void write_all(int fd, const void *buf, size_t len);
 
 /* Open path with the library (die on error). */
+/* Open images the way sendense-nbd does: aligned data I/O with O_DIRECT. */
+extern bool tool_direct_data;
 struct sd_img *tool_open_image(const char *path, bool writable,
                                struct sd_ring *ring);
 
