@@ -79,11 +79,32 @@ static int blk_wait(struct blk_op *op)
     return op->res;
 }
 
+/* The O_DIRECT twin of fd, opened through /proc/self/fd so it is the
+ * same file even if the path was renamed meanwhile. On tmpfs the page
+ * cache is the medium itself, so direct I/O would buy nothing; file
+ * systems without direct I/O refuse the open. Either way: -1, and the
+ * file keeps to the page cache. Opened at the first data request, not at
+ * open time: a reload that opens a thousand images should not pay for
+ * twins that may never be used. */
+static int open_direct_twin(const struct blkfile *f)
+{
+    char proc[64];
+    struct statfs sfs;
+
+    if (fstatfs(f->fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC)
+        return -1;
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
+    return open(proc, (f->writable ? O_RDWR : O_RDONLY) | O_DIRECT |
+                      O_CLOEXEC);
+}
+
 /* The descriptor for one step of a data request: the O_DIRECT twin when
  * buffer, offset and length are aligned, else the buffered one. */
-static int data_fd(const struct blkfile *f, const void *buf, size_t len,
+static int data_fd(struct blkfile *f, const void *buf, size_t len,
                    uint64_t off)
 {
+    if (f->dfd == BLK_DFD_UNOPENED)
+        f->dfd = open_direct_twin(f);
     if (f->dfd < 0)
         return f->fd;
     if (((uintptr_t)buf | off | len) & (BLK_DIO_ALIGN - 1))
@@ -203,6 +224,7 @@ static int write_loop(struct blkfile *f, const void *buf, size_t len,
         off += n;
         len -= n;
     }
+    f->dirty = true;
     if (f->log)
         write_log_append(f->log, WLOG_WRITE, start, total, buf);
     return 0;
@@ -289,17 +311,20 @@ int blk_zero_range(struct blkfile *f, uint64_t off, uint64_t len, bool punch)
             return ret;
         return blk_write_zeros(f, off, size - off < len ? size - off : len);
     }
+    if (ret == 0)
+        f->dirty = true;
     if (ret == 0 && f->log)
         write_log_append(f->log, WLOG_ZERO, off, len, NULL);
     return ret;
 }
 
-int blk_flush(struct blkfile *f)
+/* A file nothing was written to since the last flush is not flushed
+ * again: on ext4 even a clean fdatasync() costs a device cache flush, and
+ * removing a thousand exports would wait for a thousand of them. The flag
+ * is cleared before the sync starts and set again by every write that
+ * completes, so a write racing the sync is never covered by mistake. */
+static int sync_file(struct blkfile *f)
 {
-    if (!f->writable)
-        return 0;
-    if (f->log)
-        write_log_append(f->log, WLOG_FLUSH, 0, 0, NULL);
     if (use_ring(f)) {
         struct blk_op op;
         struct io_uring_sqe *sqe = blk_sqe(f, &op);
@@ -311,6 +336,21 @@ int blk_flush(struct blkfile *f)
     return fdatasync(f->fd) < 0 ? -errno : 0;
 }
 
+int blk_flush(struct blkfile *f)
+{
+    int ret;
+
+    if (!f->writable || !f->dirty)
+        return 0;
+    if (f->log)
+        write_log_append(f->log, WLOG_FLUSH, 0, 0, NULL);
+    f->dirty = false;
+    ret = sync_file(f);
+    if (ret < 0)
+        f->dirty = true;
+    return ret;
+}
+
 int blk_truncate(struct blkfile *f, uint64_t size)
 {
     if (!f->writable)
@@ -319,6 +359,7 @@ int blk_truncate(struct blkfile *f, uint64_t size)
         return -ENOTSUP;
     if (ftruncate(f->fd, (off_t)size) < 0)
         return -errno;
+    f->dirty = true;
     if (f->log)
         write_log_append(f->log, WLOG_TRUNCATE, size, 0, NULL);
     return 0;
@@ -349,22 +390,6 @@ int blk_allocated_bytes(struct blkfile *f, uint64_t *bytes)
         return -errno;
     *bytes = (uint64_t)st.st_blocks * 512;
     return 0;
-}
-
-/* The O_DIRECT twin of fd, opened through /proc/self/fd so it is the
- * same file even if the path was renamed meanwhile. On tmpfs the page
- * cache is the medium itself, so direct I/O would buy nothing; file
- * systems without direct I/O refuse the open. Either way: -1, and the
- * file keeps to the page cache. */
-static int open_direct_twin(int fd, int oflags)
-{
-    char proc[64];
-    struct statfs sfs;
-
-    if (fstatfs(fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC)
-        return -1;
-    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-    return open(proc, oflags | O_DIRECT);
 }
 
 int blk_open(struct blkfile **out, const char *path, unsigned flags,
@@ -409,7 +434,7 @@ int blk_open(struct blkfile **out, const char *path, unsigned flags,
     f->writable = flags & BLK_WRITABLE;
     f->direct = flags & BLK_DIRECT;
     if ((flags & BLK_DIRECT_DATA) && !f->direct)
-        f->dfd = open_direct_twin(f->fd, oflags & ~(O_CREAT | O_EXCL));
+        f->dfd = BLK_DFD_UNOPENED;
     f->is_blockdev = S_ISBLK(st.st_mode);
     f->dev = st.st_dev;
     f->ino = st.st_ino;

@@ -29,8 +29,10 @@ struct blkfile {
     char *path;
     bool writable;
     bool direct;               /* opened O_DIRECT: buffers must be aligned */
+    bool dirty;                /* written since the last flush */
     int dfd;                   /* O_DIRECT twin of fd for aligned data I/O,
-                                * or -1 */
+                                * -1 if none, BLK_DFD_UNOPENED until the
+                                * first data request */
     bool is_blockdev;
     dev_t dev;
     ino_t ino;
@@ -46,7 +48,7 @@ enum blk_open_flags {
 };
 
 /* Buffers, offsets and lengths aligned to this go through dfd. */
-enum { BLK_DIO_ALIGN = 4096 };
+enum { BLK_DIO_ALIGN = 4096, BLK_DFD_UNOPENED = -2 };
 
 int blk_open(struct blkfile **out, const char *path, unsigned flags,
              struct sd_error *err);

@@ -283,18 +283,17 @@ static int activate(struct sd_server *srv, struct export_slot *s,
     return 0;
 }
 
-static enum apply_result wait_for_holder(struct export_slot *s,
+static enum apply_result wait_for_holder(struct sd_server *srv,
+                                         struct export_slot *s,
                                          struct sd_export *e,
                                          struct sd_error *err)
 {
-    struct sd_server *srv;
-
     sd_export_free(s->pending);
     s->pending = e;
+    srv->any_pending = true;
     set_problem(s, err->msg);
     /* New clients must not get the old definition any more. */
-    srv = s->live ? s->live->srv : NULL;
-    if (srv)
+    if (s->live)
         publish(srv, s, NULL);
     sd_log_warn("export %s: %s", e->name, err->msg);
     return APPLY_PENDING;
@@ -336,7 +335,7 @@ enum apply_result registry_apply(struct sd_server *srv, struct sd_export *e,
     bool wait;
     ret = activate(srv, s, e, &wait, err);
     if (wait)
-        return wait_for_holder(s, e, err);
+        return wait_for_holder(srv, s, e, err);
     if (ret < 0) {
         /* The slot stays, listed as failed with the reason, so that
          * export.list and the next reload show what is wrong. */
@@ -363,7 +362,11 @@ int registry_remove(struct sd_server *srv, const char *name)
 
 void registry_retry_pending(struct sd_server *srv)
 {
-    if (srv->stopping)
+    bool still_pending = false;
+
+    /* Every image closed calls this: removing a thousand exports must
+     * not walk a thousand slots a thousand times. */
+    if (srv->stopping || !srv->any_pending)
         return;
     for (size_t i = 0; i < srv->n_slots; i++) {
         struct export_slot *s = &srv->slots[i];
@@ -377,6 +380,7 @@ void registry_retry_pending(struct sd_server *srv)
         int ret = activate(srv, s, e, &wait, &err);
         if (wait) {
             s->pending = e;
+            still_pending = true;
             continue;
         }
         if (ret < 0) {
@@ -387,6 +391,7 @@ void registry_retry_pending(struct sd_server *srv)
         }
         sd_log_info("export %s: now serving the new definition", e->name);
     }
+    srv->any_pending = still_pending;
 }
 
 static int append_error(json_t *errors, const struct sd_export_entry *en)

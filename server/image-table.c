@@ -28,12 +28,23 @@ static enum sd_export_format format_of(struct sd_img *img)
                                                          : SD_FORMAT_RAW;
 }
 
+static void make_key(char *key, size_t size, dev_t dev, ino_t ino)
+{
+    snprintf(key, size, "%llx:%llx", (unsigned long long)dev,
+             (unsigned long long)ino);
+}
+
+/* By device and inode, through an index: a reload that opens a thousand
+ * images must not compare each with every other. */
 static struct srv_image *find(struct sd_server *srv, dev_t dev, ino_t ino)
 {
-    for (struct srv_image *im = srv->images; im; im = im->next)
-        if (im->dev == dev && im->ino == ino)
-            return im;
-    return NULL;
+    char key[SRV_IMAGE_KEY_MAX];
+    size_t value;
+
+    make_key(key, sizeof(key), dev, ino);
+    if (!name_index_get(&srv->image_index, key, &value))
+        return NULL;
+    return (struct srv_image *)(uintptr_t)value;
 }
 
 static const char *describe(const struct srv_image *im)
@@ -159,6 +170,11 @@ int image_table_acquire(struct sd_server *srv, const struct sd_export *e,
     }
     im->dev = st.st_dev;
     im->ino = st.st_ino;
+    make_key(im->key, sizeof(im->key), im->dev, im->ino);
+    if (name_index_put(&srv->image_index, im->key, (uintptr_t)im) < 0) {
+        image_unref(im);
+        return sd_error_set(err, -ENOMEM, "out of memory");
+    }
     im->next = srv->images;
     srv->images = im;
     sd_log_info("image %s: opened %s (%s, %" PRIu64 " bytes) on %s",
@@ -179,6 +195,7 @@ static void unlink_from_table(struct srv_image *im)
     for (struct srv_image **pp = &im->srv->images; *pp; pp = &(*pp)->next) {
         if (*pp == im) {
             *pp = im->next;
+            name_index_remove(&im->srv->image_index, im->key);
             return;
         }
     }
@@ -225,6 +242,7 @@ void image_table_close_all(struct sd_server *srv)
         sd_log_warn("image %s: still referenced at exit; closing", im->path);
         close_image(im);
     }
+    name_index_free(&srv->image_index);
 }
 
 /* --- arrival order of overlapping writes --- */

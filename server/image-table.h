@@ -33,12 +33,15 @@ struct write_range {
     struct co_queue done;          /* later overlapping writes wait here */
 };
 
+enum { SRV_IMAGE_KEY_MAX = 36 };
+
 struct srv_image {
     struct srv_image *next;        /* table list (control loop) */
     struct sd_server *srv;
     atomic_int refs;
     dev_t dev;
     ino_t ino;
+    char key[SRV_IMAGE_KEY_MAX];   /* "dev:ino", the table index's key */
     char *path;
     enum sd_export_format format;  /* as opened (never AUTO) */
     bool writable;

@@ -37,10 +37,12 @@ struct sd_server {
 
     /* Images and exports (see image-table.h, exports.h). */
     struct srv_image *images;         /* control loop only */
+    struct name_index image_index;    /* "dev:ino" -> srv_image */
     char *overlay_dir;                /* where temporary overlays live */
     pthread_mutex_t registry_lock;
     struct export_slot *slots;        /* under registry_lock */
     size_t n_slots, cap_slots;
+    bool any_pending;           /* some slot may hold a pending definition */
     struct name_index slot_index;     /* name -> slots[i], under the lock */
     uint64_t generation;
 

@@ -827,6 +827,7 @@ BLK_TEST(write_log_skips_failed_writes)
     /* Past the largest file size the kernel allows: the write fails. */
     int ret = t_pwrite(f, "x", 1, (1ull << 63) - 2);
     cr_assert_lt(ret, 0);
+    cr_assert_eq(t_pwrite(f, "y", 1, 10), 0);
     cr_assert_eq(t_flush(f), 0);
     blk_close(f);
 
@@ -834,8 +835,42 @@ BLK_TEST(write_log_skips_failed_writes)
     size_t log_len;
     uint8_t *log = slurp("log", &log_len);
     unsigned n = parse_log(log, log_len, recs, 4);
-    cr_assert_eq(n, 1, "%u records, expected only the flush", n);
-    cr_assert_eq(recs[0].type, WLOG_FLUSH);
+    cr_assert_eq(n, 2, "%u records, expected the good write and the flush", n);
+    cr_assert_eq(recs[0].type, WLOG_WRITE);
+    cr_assert_eq(recs[0].off, 10);
+    cr_assert_eq(recs[1].type, WLOG_FLUSH);
+    free(log);
+}
+
+/* A flush with nothing written since the last one costs nothing (on ext4
+ * a clean fdatasync still flushes the device cache); one after a write,
+ * zero or truncate syncs again. */
+BLK_TEST(flush_skips_a_clean_file)
+{
+    static struct rec recs[16];
+
+    make_file("f", 8192, 16);
+    setenv("SENDENSE_WRITE_LOG", path_of("log"), 1);
+    struct blkfile *f = open_file("f", BLK_WRITABLE);
+    cr_assert_eq(t_flush(f), 0);                  /* nothing written yet */
+    cr_assert_eq(t_pwrite(f, "a", 1, 0), 0);
+    cr_assert_eq(t_flush(f), 0);                  /* synced */
+    cr_assert_eq(t_flush(f), 0);                  /* clean: skipped */
+    cr_assert_eq(t_zero(f, 4096, 4096, true), 0);
+    cr_assert_eq(t_flush(f), 0);                  /* synced */
+    cr_assert_eq(t_truncate(f, 4096), 0);
+    cr_assert_eq(t_flush(f), 0);                  /* synced */
+    cr_assert_eq(t_flush(f), 0);                  /* clean: skipped */
+    blk_close(f);
+
+    size_t log_len;
+    uint8_t *log = slurp("log", &log_len);
+    unsigned n = parse_log(log, log_len, recs, 16), flushes = 0;
+    for (unsigned i = 0; i < n; i++)
+        flushes += recs[i].type == WLOG_FLUSH;
+    cr_assert_eq(flushes, 3, "%u flushes reached the file, expected 3",
+                 flushes);
+    cr_assert_eq(recs[n - 1].type, WLOG_FLUSH);
     free(log);
 }
 
@@ -860,14 +895,15 @@ BLK_TEST(direct_data_and_buffered_io_see_each_other)
     make_file("f", LEN, 21);
     read_back("f", expect, LEN, 0);
     struct blkfile *f = open_file("f", BLK_WRITABLE | BLK_DIRECT_DATA);
-    if (on_tmpfs(dir))
-        cr_assert_eq(f->dfd, -1, "no direct I/O twin on tmpfs");
-    else
-        cr_assert_geq(f->dfd, 0, "no direct I/O twin on a disk file system");
+    cr_assert_eq(f->dfd, BLK_DFD_UNOPENED, "twin opened before any data");
 
     /* Unaligned, so buffered and left dirty in the page cache ... */
     pattern(a, 5000, 100, 22);
     cr_assert_eq(t_pwrite_data(f, a, 5000, 100), 0);
+    if (on_tmpfs(dir))
+        cr_assert_eq(f->dfd, -1, "no direct I/O twin on tmpfs");
+    else
+        cr_assert_geq(f->dfd, 0, "no direct I/O twin on a disk file system");
     memcpy(expect + 100, a, 5000);
     /* ... then read around it directly: the dirty pages must be seen. */
     cr_assert_eq(t_pread_data(f, got, LEN, 0), 0);
