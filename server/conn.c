@@ -227,23 +227,15 @@ static int tls_flush(struct conn *c, const struct timespec *deadline)
 
     co_mutex_lock(&c->tls_send_lock);
     for (;;) {
-        const void *ptr;
-        size_t n = sd_tls_session_output(c->tls, &ptr);
-        char *copy;
+        void *out;
+        /* Taken, not borrowed: while this coroutine waits for the send,
+         * another may add records to the session's output. */
+        size_t n = sd_tls_session_take_output(c->tls, &out);
 
         if (!n)
             break;
-        /* Copy: while this coroutine waits for the send, another may
-         * add records to the session's output. */
-        copy = malloc(n);
-        if (!copy) {
-            ret = -ENOMEM;
-            break;
-        }
-        memcpy(copy, ptr, n);
-        sd_tls_session_consume(c->tls, n);
-        ret = co_send_all(&c->worker->ring, c->fd, copy, n, deadline);
-        free(copy);
+        ret = co_send_all(&c->worker->ring, c->fd, out, n, deadline);
+        free(out);
         if (ret < 0)
             break;
     }

@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * TLS sessions on OpenSSL memory BIOs (see tls.h for the data flow).
+ * TLS sessions on OpenSSL BIOs in memory (see tls.h for the data flow).
  *
  * Notes on the design:
  *
- * - Each session has two memory BIOs: `in` holds ciphertext received
- *   from the peer until OpenSSL reads it, `out` holds ciphertext OpenSSL
- *   produced until the connection sends it. Both grow as needed, so a
- *   write never stops half-way for want of room; the connection's
- *   in-flight budget is what bounds them.
+ * - Each session has two BIOs: `in`, a memory BIO, holds ciphertext
+ *   received from the peer until OpenSSL reads it; `out` (tls-bio.c)
+ *   collects the ciphertext OpenSSL produces until the connection takes
+ *   it to send. Both grow as needed, so a write never stops half-way for
+ *   want of room; the connection's in-flight budget is what bounds them.
  *
  * - OpenSSL's error queue belongs to the thread, and several sessions
  *   run on one worker thread, so it is cleared before every SSL call and
@@ -29,6 +29,7 @@
 #include "config.h"
 
 #include "server/tls.h"
+#include "server/tls-bio.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -561,7 +562,7 @@ int sd_tls_session_new(struct sd_tls_server *srv,
     ERR_clear_error();
     s->ssl = SSL_new(srv->ctx);
     s->in = retrying_mem_bio();
-    s->out = retrying_mem_bio();
+    s->out = tls_out_bio_new();
     if (!s->ssl || !s->in || !s->out) {
         BIO_free(s->in);
         BIO_free(s->out);
@@ -608,26 +609,17 @@ int sd_tls_session_put_input(struct sd_tls_session *s, const void *buf,
 
 size_t sd_tls_session_output(struct sd_tls_session *s, const void **ptr)
 {
-    char *data = NULL;
-    long n = BIO_get_mem_data(s->out, &data);
-
-    *ptr = data;
-    return n > 0 ? (size_t)n : 0;
+    return tls_out_bio_peek(s->out, ptr);
 }
 
 void sd_tls_session_consume(struct sd_tls_session *s, size_t n)
 {
-    char scratch[16384];
+    tls_out_bio_consume(s->out, n);
+}
 
-    /* A memory BIO has no "skip", so the sent bytes are read away. */
-    while (n > 0) {
-        int got = BIO_read(s->out, scratch,
-                           n < sizeof(scratch) ? (int)n : (int)sizeof(scratch));
-
-        if (got <= 0)
-            break;
-        n -= (size_t)got;
-    }
+size_t sd_tls_session_take_output(struct sd_tls_session *s, void **buf)
+{
+    return tls_out_bio_take(s->out, buf);
 }
 
 /* What a failed SSL call (its return value ret) means. */

@@ -50,6 +50,9 @@ int sd_tls_session_put_input(struct sd_tls_session *s, const void *buf,
 size_t sd_tls_session_output(struct sd_tls_session *s, const void **ptr);
 /* The first n bytes of the output were sent. */
 void sd_tls_session_consume(struct sd_tls_session *s, size_t n);
+/* Take all of the output: *buf (free() it) holds the returned count of
+ * bytes, and later records go to a new buffer. No copy is made. */
+size_t sd_tls_session_take_output(struct sd_tls_session *s, void **buf);
 
 /* Advance the handshake with the input given so far. Returns 0 once it
  * is complete, -EAGAIN when it needs more input (send the output first),

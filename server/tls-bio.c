@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The output side of a TLS session: a BIO that appends the records
+ * OpenSSL writes to a buffer the connection can take whole.
+ *
+ * A memory BIO would cost two more copies of every byte sent: one to get
+ * the ciphertext out (BIO_read is the only way to drop sent bytes) and one
+ * so that the bytes stay put while another coroutine adds records during
+ * the send. Taking the buffer hands it over instead.
+ */
+#include "config.h"
+
+#include "server/tls-bio.h"
+
+#include <openssl/bio.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct out_buf {
+    char *data;
+    size_t start, end, cap;     /* pending bytes are [start, end) */
+    size_t last_taken;          /* size of the last buffer handed over */
+};
+
+static BIO_METHOD *out_method;
+static pthread_once_t out_method_once = PTHREAD_ONCE_INIT;
+
+static int grow(struct out_buf *o, size_t need)
+{
+    /* A new buffer starts at twice the last one taken: replies come in
+     * runs of one size, two may meet in one buffer, and growing by
+     * doubling would copy every time. */
+    size_t cap = o->cap ? o->cap : 2 * o->last_taken > 64 * 1024 ?
+                                   2 * o->last_taken : 64 * 1024;
+    char *data;
+
+    while (cap - o->end < need) {
+        if (cap > SIZE_MAX / 2)
+            return -1;
+        cap *= 2;
+    }
+    data = realloc(o->data, cap);
+    if (!data)
+        return -1;
+    o->data = data;
+    o->cap = cap;
+    return 0;
+}
+
+static int out_write(BIO *b, const char *buf, int len)
+{
+    struct out_buf *o = BIO_get_data(b);
+
+    if (len <= 0)
+        return 0;
+    if (o->cap - o->end < (size_t)len && grow(o, (size_t)len) < 0)
+        return -1;
+    memcpy(o->data + o->end, buf, (size_t)len);
+    o->end += (size_t)len;
+    return len;
+}
+
+static long out_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct out_buf *o = BIO_get_data(b);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;               /* the connection sends when it is told */
+    case BIO_CTRL_WPENDING:
+    case BIO_CTRL_PENDING:
+        return (long)(o->end - o->start);
+    default:
+        return 0;
+    }
+}
+
+static int out_create(BIO *b)
+{
+    struct out_buf *o = calloc(1, sizeof(*o));
+
+    if (!o)
+        return 0;
+    BIO_set_data(b, o);
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static int out_destroy(BIO *b)
+{
+    struct out_buf *o = BIO_get_data(b);
+
+    if (o) {
+        free(o->data);
+        free(o);
+    }
+    BIO_set_data(b, NULL);
+    return 1;
+}
+
+static void make_out_method(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+                                 "sendense TLS output");
+
+    if (m && BIO_meth_set_write(m, out_write) &&
+        BIO_meth_set_ctrl(m, out_ctrl) &&
+        BIO_meth_set_create(m, out_create) &&
+        BIO_meth_set_destroy(m, out_destroy)) {
+        out_method = m;
+        return;
+    }
+    BIO_meth_free(m);
+}
+
+BIO *tls_out_bio_new(void)
+{
+    pthread_once(&out_method_once, make_out_method);
+    return out_method ? BIO_new(out_method) : NULL;
+}
+
+size_t tls_out_bio_peek(BIO *b, const void **ptr)
+{
+    struct out_buf *o = BIO_get_data(b);
+
+    *ptr = o->data ? o->data + o->start : NULL;
+    return o->end - o->start;
+}
+
+void tls_out_bio_consume(BIO *b, size_t n)
+{
+    struct out_buf *o = BIO_get_data(b);
+
+    if (n > o->end - o->start)
+        n = o->end - o->start;
+    o->start += n;
+    if (o->start == o->end)
+        o->start = o->end = 0;
+}
+
+size_t tls_out_bio_take(BIO *b, void **buf)
+{
+    struct out_buf *o = BIO_get_data(b);
+    size_t n = o->end - o->start;
+
+    *buf = NULL;
+    if (!n)
+        return 0;
+    if (o->start)
+        memmove(o->data, o->data + o->start, n);
+    *buf = o->data;
+    o->data = NULL;
+    o->start = o->end = o->cap = 0;
+    o->last_taken = n;
+    return n;
+}
