@@ -99,10 +99,16 @@ static int open_direct_twin(const struct blkfile *f)
 }
 
 /* The descriptor for one step of a data request: the O_DIRECT twin when
- * buffer, offset and length are aligned, else the buffered one. */
+ * the request is large and buffer, offset and length are aligned, else
+ * the buffered one. Small requests stay buffered: the page cache absorbs
+ * random 4 KiB writes and serves rereads far faster than the device, and
+ * copying 4 KiB costs little; what direct I/O saves is the copy and the
+ * cache pollution of bulk transfers. */
 static int data_fd(struct blkfile *f, const void *buf, size_t len,
                    uint64_t off)
 {
+    if (len < BLK_DIO_MIN)
+        return f->fd;
     if (f->dfd == BLK_DFD_UNOPENED)
         f->dfd = open_direct_twin(f);
     if (f->dfd < 0)

@@ -47,8 +47,10 @@ enum blk_open_flags {
     BLK_DIRECT_DATA = 1 << 3,  /* aligned data I/O bypasses the page cache */
 };
 
-/* Buffers, offsets and lengths aligned to this go through dfd. */
-enum { BLK_DIO_ALIGN = 4096, BLK_DFD_UNOPENED = -2 };
+/* Data requests of at least BLK_DIO_MIN bytes whose buffer, offset and
+ * length are aligned to BLK_DIO_ALIGN go through dfd. */
+enum { BLK_DIO_ALIGN = 4096, BLK_DIO_MIN = 128 * 1024,
+       BLK_DFD_UNOPENED = -2 };
 
 int blk_open(struct blkfile **out, const char *path, unsigned flags,
              struct sd_error *err);
@@ -59,8 +61,8 @@ int blk_pread(struct blkfile *f, void *buf, size_t len, uint64_t off);
 /* Read exactly len bytes or fail with -EIO (for metadata). */
 int blk_pread_exact(struct blkfile *f, void *buf, size_t len, uint64_t off);
 int blk_pwrite(struct blkfile *f, const void *buf, size_t len, uint64_t off);
-/* Guest data: like blk_pread/blk_pwrite, but with BLK_DIRECT_DATA an
- * aligned request skips the page cache (no copy, no cache pollution, no
+/* Guest data: like blk_pread/blk_pwrite, but with BLK_DIRECT_DATA a
+ * large aligned request skips the page cache (no copy, no cache pollution, no
  * kernel worker thread for cold reads). Metadata stays on the buffered
  * path, where it is cached. Linux keeps the two coherent: a direct read
  * writes back dirty cached pages of its range first and a direct write

@@ -887,7 +887,7 @@ static bool on_tmpfs(const char *path)
  * bytes on disk are the union. */
 BLK_TEST(direct_data_and_buffered_io_see_each_other)
 {
-    enum { LEN = 64 * 1024 };
+    enum { LEN = 4 * BLK_DIO_MIN };
     uint8_t *a = blk_alloc_buffer(LEN), *b = blk_alloc_buffer(LEN);
     uint8_t *expect = malloc(LEN), *got = blk_alloc_buffer(LEN);
 
@@ -900,21 +900,22 @@ BLK_TEST(direct_data_and_buffered_io_see_each_other)
     /* Unaligned, so buffered and left dirty in the page cache ... */
     pattern(a, 5000, 100, 22);
     cr_assert_eq(t_pwrite_data(f, a, 5000, 100), 0);
+    cr_assert_eq(f->dfd, BLK_DFD_UNOPENED, "twin opened for a small write");
+    memcpy(expect + 100, a, 5000);
+    /* ... then read around it directly: the dirty pages must be seen. */
+    cr_assert_eq(t_pread_data(f, got, LEN, 0), 0);
     if (on_tmpfs(dir))
         cr_assert_eq(f->dfd, -1, "no direct I/O twin on tmpfs");
     else
         cr_assert_geq(f->dfd, 0, "no direct I/O twin on a disk file system");
-    memcpy(expect + 100, a, 5000);
-    /* ... then read around it directly: the dirty pages must be seen. */
-    cr_assert_eq(t_pread_data(f, got, LEN, 0), 0);
     cr_assert_arr_eq(got, expect, LEN, "direct read missed a buffered write");
 
     /* Read into the page cache, overwrite directly, read buffered again:
      * the cached pages must not survive the direct write. */
     cr_assert_eq(t_pread(f, got, LEN, 0), 0);
-    pattern(b, 16384, 8192, 23);
-    cr_assert_eq(t_pwrite_data(f, b, 16384, 8192), 0);
-    memcpy(expect + 8192, b, 16384);
+    pattern(b, BLK_DIO_MIN, 8192, 23);
+    cr_assert_eq(t_pwrite_data(f, b, BLK_DIO_MIN, 8192), 0);
+    memcpy(expect + 8192, b, BLK_DIO_MIN);
     cr_assert_eq(t_pread(f, got, LEN, 0), 0);
     cr_assert_arr_eq(got, expect, LEN, "stale page cache after a direct write");
     cr_assert_eq(t_flush(f), 0);
@@ -932,7 +933,7 @@ BLK_TEST(direct_data_and_buffered_io_see_each_other)
  * the unaligned rest reads as zeros through the buffered path. */
 BLK_TEST(direct_data_read_across_end_of_file)
 {
-    enum { FILE_LEN = 4096 + 1000, LEN = 3 * 4096 };
+    enum { FILE_LEN = BLK_DIO_MIN + 1000, LEN = 2 * BLK_DIO_MIN };
     uint8_t *got = blk_alloc_buffer(LEN), *expect = calloc(1, LEN);
 
     cr_assert(got && expect);
