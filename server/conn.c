@@ -100,27 +100,47 @@ static void conn_resume(void *arg)
     }
 }
 
+/* The first connection of an image goes to the image's own worker, where
+ * requests need no hand-over. Later ones (multi-connection clients) go
+ * to the worker with the fewest connections: moving bytes through the
+ * sockets is most of the work, and it then runs on every core, while
+ * only the image I/O is handed to the owner. */
+static struct worker *place_connection(struct conn *c)
+{
+    struct srv_image *im = c->def->image;
+    struct worker *best = im->owner;
+
+    c->counted_on_image = true;
+    if (atomic_fetch_add(&im->n_conns, 1) == 0)
+        return best;
+    for (unsigned i = 0; i < c->srv->n_workers; i++)
+        if (atomic_load(&c->srv->workers[i].n_conns) <
+            atomic_load(&best->n_conns))
+            best = &c->srv->workers[i];
+    return best;
+}
+
 static void conn_main(void *arg)
 {
     struct conn *c = arg;
-    struct worker *owner;
+    struct worker *target;
 
     if (conn_handshake(c) < 0) {
         conn_finish(c);
         return;
     }
-    owner = c->def->image->owner;
-    if (owner != c->worker) {
+    target = place_connection(c);
+    if (target != c->worker) {
         atomic_fetch_sub(&c->worker->n_conns, 1);
-        atomic_fetch_add(&owner->n_conns, 1);
+        atomic_fetch_add(&target->n_conns, 1);
         pthread_mutex_lock(&c->srv->conns_lock);
-        c->worker = owner;
+        c->worker = target;
         pthread_mutex_unlock(&c->srv->conns_lock);
-        /* From here the connection belongs to the owner's thread; this
+        /* From here the connection belongs to the target's thread; this
          * coroutine must not touch it again. */
-        if (worker_post(owner, conn_resume, c) < 0) {
+        if (worker_post(target, conn_resume, c) < 0) {
             sd_log_error("%s: out of memory moving to %s", c->label,
-                         owner->name);
+                         target->name);
             conn_finish(c);
         }
         return;
@@ -198,6 +218,8 @@ void conn_finish(struct conn *c)
     sd_log_info("%s: disconnected%s%s", c->label, c->def ? " from " : "",
                 c->def ? c->def->cfg->name : "");
     if (c->def) {
+        if (c->counted_on_image)
+            atomic_fetch_sub(&c->def->image->n_conns, 1);
         atomic_fetch_sub(&c->def->stats->clients, 1);
         export_def_unref(c->def);
     }

@@ -72,6 +72,7 @@ struct conn {
     bool sender_done;
     int send_error;
     bool wrote;                       /* flush on the way out */
+    bool counted_on_image;            /* in def->image->n_conns */
     atomic_uint_fast64_t requests;    /* for connection.list */
 };
 

@@ -39,6 +39,7 @@ struct srv_image {
     struct srv_image *next;        /* table list (control loop) */
     struct sd_server *srv;
     atomic_int refs;
+    atomic_uint n_conns;           /* connections serving it (placement) */
     dev_t dev;
     ino_t ino;
     char key[SRV_IMAGE_KEY_MAX];   /* "dev:ino", the table index's key */

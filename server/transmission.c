@@ -50,6 +50,9 @@ struct nbd_req {
     bool ordered;
     struct write_range wr;
     uint32_t error;             /* protocol errno, 0 on success */
+    int ret;                    /* of the image phase */
+    const char *msg;            /* its error message, or NULL */
+    struct worker_msg hop;      /* to the image's owner and back */
     uint8_t *meta;              /* reply headers (owned) */
     struct iovec *iov;          /* reply (iov_inline or owned) */
     int iovcnt;
@@ -385,7 +388,6 @@ static int serve_write_like(struct nbd_req *q)
     unsigned flags = fua ? SD_REQ_FUA : 0;
     int ret;
 
-    q->c->wrote = true;
     switch (q->r.type) {
     case NBD_CMD_WRITE:
         return sd_img_pwrite(img, q->buf, q->r.length, q->r.offset, flags);
@@ -424,42 +426,51 @@ static void test_delay(struct nbd_req *q)
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    co_sleep_ns(&q->c->worker->ring,
+    co_sleep_ns(&worker_self()->ring,
                 (x % (q->c->srv->test_delay_us + 1ull)) * 1000);
 }
 
-static void serve_request(void *arg)
+/* The part of a request that touches the image: on the thread of the
+ * image's owner, in a coroutine. Builds the reply of a read or block
+ * status; leaves the result in q->ret and q->msg. */
+static void image_phase(struct nbd_req *q)
 {
-    struct nbd_req *q = arg;
     struct srv_image *im = image_of(q->c);
-    const char *msg = NULL;
-    int ret;
 
+    q->msg = NULL;
     if (q->c->srv->test_delay_us)
         test_delay(q);
     if (q->ordered)
         image_write_wait_earlier(im, &q->wr);
     switch (q->r.type) {
     case NBD_CMD_READ:
-        ret = serve_read(q, &msg);
+        q->ret = serve_read(q, &q->msg);
         break;
     case NBD_CMD_BLOCK_STATUS:
-        ret = serve_block_status(q, &msg);
+        q->ret = serve_block_status(q, &q->msg);
         break;
     case NBD_CMD_FLUSH:
-        ret = sd_img_flush(im->img);
+        q->ret = sd_img_flush(im->img);
         break;
     case NBD_CMD_CACHE:
-        ret = serve_cache(q);
+        q->ret = serve_cache(q);
         break;
     default:
-        ret = serve_write_like(q);
-        if (ret < 0)
-            msg = sd_img_strerror(im->img, ret);
+        q->ret = serve_write_like(q);
+        if (q->ret < 0)
+            q->msg = sd_img_strerror(im->img, q->ret);
         break;
     }
     if (q->ordered)
         image_write_end(im, &q->wr);
+}
+
+/* Back on the connection's thread: count, reply, queue the reply. */
+static void finish_request(struct nbd_req *q)
+{
+    int ret = q->ret;
+    const char *msg = q->msg;
+
     if (q->r.type == NBD_CMD_WRITE) {     /* the payload is done with */
         free(q->buf);
         q->buf = NULL;
@@ -490,6 +501,51 @@ static void serve_request(void *arg)
         conn_request_close(q->c, false);
     }
     queue_reply(q);
+}
+
+/* A connection on the image's own worker: both phases in one coroutine. */
+static void serve_request(void *arg)
+{
+    struct nbd_req *q = arg;
+
+    image_phase(q);
+    finish_request(q);
+}
+
+/* --- requests served by another worker's image --- */
+
+static void remote_finish(void *arg)
+{
+    finish_request(arg);
+}
+
+static void remote_image_phase(void *arg)
+{
+    struct nbd_req *q = arg;
+
+    image_phase(q);
+    worker_post_msg(q->c->worker, &q->hop, remote_finish, q);
+}
+
+/* On the owner's thread, in the order the connection's reader sent the
+ * requests: that is the order overlapping writes must apply in. */
+static void remote_start(void *arg)
+{
+    struct nbd_req *q = arg;
+    struct coroutine *co;
+
+    if (q->ordered)
+        image_write_begin(image_of(q->c), &q->wr, q->r.offset, q->r.length);
+    co = co_create(remote_image_phase, q);
+    if (co) {
+        co_enter(co);
+        return;
+    }
+    if (q->ordered)
+        image_write_end(image_of(q->c), &q->wr);
+    q->ret = -ENOMEM;
+    q->msg = NULL;
+    worker_post_msg(q->c->worker, &q->hop, remote_finish, q);
 }
 
 /* --- sending --- */
@@ -723,8 +779,14 @@ static void start_request(struct conn *c, struct nbd_req *q,
     }
     if (is_ordered(q->r.type)) {
         q->ordered = true;
-        image_write_begin(image_of(c), &q->wr, q->r.offset, q->r.length);
+        c->wrote = true;
     }
+    if (image_of(c)->owner != c->worker) {
+        worker_post_msg(image_of(c)->owner, &q->hop, remote_start, q);
+        return;
+    }
+    if (q->ordered)
+        image_write_begin(image_of(c), &q->wr, q->r.offset, q->r.length);
     co = co_create(serve_request, q);
     if (!co) {
         if (q->ordered)
@@ -738,6 +800,56 @@ static void start_request(struct conn *c, struct nbd_req *q,
     co_enter(co);
 }
 
+/* Flushing the image from a connection on another worker. */
+struct remote_flush {
+    struct worker_msg hop;
+    struct conn *c;
+    struct coroutine *waiter;
+    int ret;
+    bool done;
+};
+
+static void remote_flush_done(void *arg)
+{
+    struct remote_flush *f = arg;
+
+    f->done = true;
+    co_enter(f->waiter);
+}
+
+static void remote_flush_co(void *arg)
+{
+    struct remote_flush *f = arg;
+
+    f->ret = sd_img_flush(image_of(f->c)->img);
+    worker_post_msg(f->c->worker, &f->hop, remote_flush_done, f);
+}
+
+static void remote_flush_start(void *arg)
+{
+    struct remote_flush *f = arg;
+    struct coroutine *co = co_create(remote_flush_co, f);
+
+    if (co) {
+        co_enter(co);
+        return;
+    }
+    f->ret = -ENOMEM;
+    worker_post_msg(f->c->worker, &f->hop, remote_flush_done, f);
+}
+
+static int flush_image(struct conn *c)
+{
+    struct remote_flush f = { .c = c, .waiter = co_self() };
+
+    if (image_of(c)->owner == c->worker)
+        return sd_img_flush(image_of(c)->img);
+    worker_post_msg(image_of(c)->owner, &f.hop, remote_flush_start, &f);
+    while (!f.done)
+        co_yield();
+    return f.ret;
+}
+
 static void finish_transmission(struct conn *c)
 {
     while (c->inflight_reqs)
@@ -745,7 +857,7 @@ static void finish_transmission(struct conn *c)
     if (c->wrote) {
         /* The client may never have sent FLUSH: what it wrote must not
          * depend on someone else flushing later. */
-        int ret = sd_img_flush(image_of(c)->img);
+        int ret = flush_image(c);
         if (ret < 0)
             sd_log_error("%s: flush on disconnect failed: %s", c->label,
                          sd_img_strerror(image_of(c)->img, ret));

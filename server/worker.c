@@ -10,12 +10,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-struct worker_msg {
-    struct worker_msg *next;
-    worker_fn *fn;
-    void *arg;
-};
-
 static _Thread_local struct worker *current_worker;
 
 struct worker *worker_self(void)
@@ -35,8 +29,12 @@ static void run_mailbox(struct worker *w)
     pthread_mutex_unlock(&w->lock);
     while (m) {
         struct worker_msg *next = m->next;
+        bool embedded = m->embedded;
+        /* An embedded message may be reused (or freed with its owner) by
+         * fn itself, so nothing of it is read after the call. */
         m->fn(m->arg);
-        free(m);
+        if (!embedded)
+            free(m);
         m = next;
     }
 }
@@ -151,17 +149,12 @@ void worker_destroy(struct worker *w)
     close(w->event_fd);
 }
 
-int worker_post(struct worker *w, worker_fn *fn, void *arg)
+static void enqueue(struct worker *w, struct worker_msg *m)
 {
-    struct worker_msg *m = malloc(sizeof(*m));
     uint64_t one = 1;
     bool was_empty;
 
-    if (!m)
-        return -ENOMEM;
     m->next = NULL;
-    m->fn = fn;
-    m->arg = arg;
     pthread_mutex_lock(&w->lock);
     was_empty = w->head == NULL;
     if (w->tail)
@@ -177,7 +170,28 @@ int worker_post(struct worker *w, worker_fn *fn, void *arg)
         ssize_t n = write(w->event_fd, &one, sizeof(one));
         (void)n;
     }
+}
+
+int worker_post(struct worker *w, worker_fn *fn, void *arg)
+{
+    struct worker_msg *m = malloc(sizeof(*m));
+
+    if (!m)
+        return -ENOMEM;
+    m->fn = fn;
+    m->arg = arg;
+    m->embedded = false;
+    enqueue(w, m);
     return 0;
+}
+
+void worker_post_msg(struct worker *w, struct worker_msg *m, worker_fn *fn,
+                     void *arg)
+{
+    m->fn = fn;
+    m->arg = arg;
+    m->embedded = true;
+    enqueue(w, m);
 }
 
 struct spawn {

@@ -20,8 +20,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct worker_msg;
 typedef void worker_fn(void *arg);
+
+/* A mailbox entry. worker_post() allocates one; a caller that must not
+ * fail embeds its own and uses worker_post_msg(). */
+struct worker_msg {
+    struct worker_msg *next;
+    worker_fn *fn;
+    void *arg;
+    bool embedded;
+};
 
 struct worker {
     int index;                  /* -1: the control loop */
@@ -60,6 +68,10 @@ void worker_destroy(struct worker *w);
 /* Run fn(arg) on w's thread, from its loop (outside any coroutine).
  * Any thread may call it. Returns 0 or -ENOMEM. */
 int worker_post(struct worker *w, worker_fn *fn, void *arg);
+/* The same with a message the caller owns: it cannot fail, and m must
+ * stay valid until fn has been called. */
+void worker_post_msg(struct worker *w, struct worker_msg *m, worker_fn *fn,
+                     void *arg);
 
 /* Start fn(arg) as a coroutine on the calling thread's loop. */
 int worker_spawn(worker_fn *fn, void *arg);
