@@ -224,7 +224,6 @@ void conn_finish(struct conn *c)
         export_def_unref(c->def);
     }
     sd_tls_session_free(c->tls);
-    free(c->tls_in);
     free(c->tls_peer);
     free(c);
     /* Best effort: without memory the waiter is checked at the next
@@ -267,10 +266,16 @@ static int tls_flush(struct conn *c, const struct timespec *deadline)
 
 static int tls_fill(struct conn *c, const struct timespec *deadline)
 {
-    int n = co_recv_some(&c->worker->ring, c->fd, c->tls_in, TLS_INPUT_SIZE,
-                         0, deadline);
+    void *space;
+    size_t room = sd_tls_session_input_space(c->tls, TLS_INPUT_SIZE, &space);
+    int n;
 
-    return n < 0 ? n : sd_tls_session_put_input(c->tls, c->tls_in, (size_t)n);
+    if (!room)
+        return -ENOMEM;
+    n = co_recv_some(&c->worker->ring, c->fd, space, room, 0, deadline);
+    if (n > 0)
+        sd_tls_session_input_commit(c->tls, (size_t)n);
+    return n < 0 ? n : 0;
 }
 
 int conn_read(struct conn *c, void *buf, size_t len,
@@ -331,9 +336,6 @@ int conn_start_tls(struct conn *c, const struct timespec *deadline)
     struct sd_error err;
     int ret;
 
-    c->tls_in = malloc(TLS_INPUT_SIZE);
-    if (!c->tls_in)
-        return -ENOMEM;
     ret = sd_tls_session_new(c->srv->tls, &c->tls);
     if (ret < 0)
         return ret;

@@ -47,7 +47,6 @@ struct conn {
     /* TLS (NULL: plain). A send lock keeps ciphertext in order between
      * the reader (which may produce alerts) and the sender. */
     struct sd_tls_session *tls;
-    char *tls_in;                     /* ciphertext read buffer */
     struct co_mutex tls_send_lock;
     char *tls_peer;                   /* client identity */
 

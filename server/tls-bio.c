@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The output side of a TLS session: a BIO that appends the records
- * OpenSSL writes to a buffer the connection can take whole.
+ * The two BIOs of a TLS session, both buffers in memory.
  *
- * A memory BIO would cost two more copies of every byte sent: one to get
- * the ciphertext out (BIO_read is the only way to drop sent bytes) and one
- * so that the bytes stay put while another coroutine adds records during
- * the send. Taking the buffer hands it over instead.
+ * Output: OpenSSL appends records to a buffer the connection can take
+ * whole. A memory BIO would cost two more copies of every byte sent: one
+ * to get the ciphertext out (BIO_read is the only way to drop sent bytes)
+ * and one so that the bytes stay put while another coroutine adds
+ * records during the send. Taking the buffer hands it over instead.
+ *
+ * Input: the connection receives ciphertext straight into the BIO's
+ * buffer (space, then commit), where a memory BIO would want a copy.
  */
 #include "config.h"
 
@@ -14,6 +17,7 @@
 
 #include <openssl/bio.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,8 +27,8 @@ struct out_buf {
     size_t last_taken;          /* size of the last buffer handed over */
 };
 
-static BIO_METHOD *out_method;
-static pthread_once_t out_method_once = PTHREAD_ONCE_INIT;
+static BIO_METHOD *out_method, *in_method;
+static pthread_once_t methods_once = PTHREAD_ONCE_INIT;
 
 static int grow(struct out_buf *o, size_t need)
 {
@@ -78,6 +82,28 @@ static long out_ctrl(BIO *b, int cmd, long num, void *ptr)
     }
 }
 
+/* Input: the same buffer type, read from the front. */
+static int in_read(BIO *b, char *buf, int len)
+{
+    struct out_buf *o = BIO_get_data(b);
+    size_t n = o->end - o->start;
+
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    if (!n) {
+        BIO_set_retry_read(b);  /* more will come: not end of file */
+        return -1;
+    }
+    if (n > (size_t)len)
+        n = (size_t)len;
+    memcpy(buf, o->data + o->start, n);
+    o->start += n;
+    if (o->start == o->end)
+        o->start = o->end = 0;
+    return (int)n;
+}
+
 static int out_create(BIO *b)
 {
     struct out_buf *o = calloc(1, sizeof(*o));
@@ -101,25 +127,63 @@ static int out_destroy(BIO *b)
     return 1;
 }
 
-static void make_out_method(void)
+static BIO_METHOD *make_method(const char *name, bool input)
 {
     BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
-                                 "sendense TLS output");
+                                 name);
 
-    if (m && BIO_meth_set_write(m, out_write) &&
+    if (m && (input ? BIO_meth_set_read(m, in_read)
+                    : BIO_meth_set_write(m, out_write)) &&
         BIO_meth_set_ctrl(m, out_ctrl) &&
         BIO_meth_set_create(m, out_create) &&
-        BIO_meth_set_destroy(m, out_destroy)) {
-        out_method = m;
-        return;
-    }
+        BIO_meth_set_destroy(m, out_destroy))
+        return m;
     BIO_meth_free(m);
+    return NULL;
+}
+
+static void make_methods(void)
+{
+    out_method = make_method("sendense TLS output", false);
+    in_method = make_method("sendense TLS input", true);
 }
 
 BIO *tls_out_bio_new(void)
 {
-    pthread_once(&out_method_once, make_out_method);
+    pthread_once(&methods_once, make_methods);
     return out_method ? BIO_new(out_method) : NULL;
+}
+
+BIO *tls_in_bio_new(void)
+{
+    pthread_once(&methods_once, make_methods);
+    return in_method ? BIO_new(in_method) : NULL;
+}
+
+size_t tls_in_bio_space(BIO *b, size_t want, void **ptr)
+{
+    struct out_buf *o = BIO_get_data(b);
+
+    *ptr = NULL;
+    if (o->start && o->cap - o->end < want) {
+        /* Unread bytes move to the front before the buffer grows. */
+        memmove(o->data, o->data + o->start, o->end - o->start);
+        o->end -= o->start;
+        o->start = 0;
+    }
+    if (o->cap - o->end < want && grow(o, want) < 0)
+        return 0;
+    *ptr = o->data + o->end;
+    return o->cap - o->end;
+}
+
+void tls_in_bio_commit(BIO *b, size_t n)
+{
+    struct out_buf *o = BIO_get_data(b);
+
+    if (n > o->cap - o->end)
+        n = o->cap - o->end;
+    o->end += n;
 }
 
 size_t tls_out_bio_peek(BIO *b, const void **ptr)

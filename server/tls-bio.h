@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The output BIO of a TLS session (tls-bio.c): OpenSSL appends records,
- * the connection peeks and consumes them, or takes the whole buffer.
+ * The BIOs of a TLS session (tls-bio.c). Output: OpenSSL appends
+ * records, the connection peeks and consumes them, or takes the whole
+ * buffer. Input: the connection receives into the BIO's free space and
+ * commits what arrived; OpenSSL reads it from the front.
  */
 #ifndef SENDENSE_SERVER_TLS_BIO_H
 #define SENDENSE_SERVER_TLS_BIO_H
@@ -18,5 +20,12 @@ void tls_out_bio_consume(BIO *b, size_t n);
 /* Hand over the pending bytes: *buf (free() it) holds the returned count,
  * and the BIO starts a new buffer. 0 and NULL when nothing is pending. */
 size_t tls_out_bio_take(BIO *b, void **buf);
+
+BIO *tls_in_bio_new(void);
+/* Free space of at least want bytes at *ptr (its size is returned), or 0
+ * when out of memory. */
+size_t tls_in_bio_space(BIO *b, size_t want, void **ptr);
+/* n bytes were placed at the space's start. */
+void tls_in_bio_commit(BIO *b, size_t n);
 
 #endif

@@ -4,10 +4,10 @@
  *
  * Notes on the design:
  *
- * - Each session has two BIOs: `in`, a memory BIO, holds ciphertext
- *   received from the peer until OpenSSL reads it; `out` (tls-bio.c)
- *   collects the ciphertext OpenSSL produces until the connection takes
- *   it to send. Both grow as needed, so a write never stops half-way for
+ * - Each session has two BIOs (tls-bio.c): `in` holds ciphertext
+ *   received from the peer, straight from the socket, until OpenSSL reads
+ *   it; `out` collects the ciphertext OpenSSL produces until the
+ *   connection takes it to send. Both grow as needed, so a write never stops half-way for
  *   want of room; the connection's in-flight budget is what bounds them.
  *
  * - OpenSSL's error queue belongs to the thread, and several sessions
@@ -540,17 +540,6 @@ void sd_tls_server_free(struct sd_tls_server *srv)
 
 /* ---- sessions ------------------------------------------------------- */
 
-/* A memory BIO that, when empty, asks the reader to retry (the default
- * would be end of file). */
-static BIO *retrying_mem_bio(void)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-
-    if (b)
-        BIO_set_mem_eof_return(b, -1);
-    return b;
-}
-
 int sd_tls_session_new(struct sd_tls_server *srv,
                        struct sd_tls_session **out)
 {
@@ -561,7 +550,7 @@ int sd_tls_session_new(struct sd_tls_server *srv,
         return -ENOMEM;
     ERR_clear_error();
     s->ssl = SSL_new(srv->ctx);
-    s->in = retrying_mem_bio();
+    s->in = tls_in_bio_new();
     s->out = tls_out_bio_new();
     if (!s->ssl || !s->in || !s->out) {
         BIO_free(s->in);
@@ -591,20 +580,26 @@ void sd_tls_session_free(struct sd_tls_session *s)
 int sd_tls_session_put_input(struct sd_tls_session *s, const void *buf,
                              size_t len)
 {
-    const char *p = buf;
+    void *space;
 
-    while (len > 0) {
-        int chunk = len > INT_MAX ? INT_MAX : (int)len;
-        int n = BIO_write(s->in, p, chunk);
-
-        if (n <= 0) {
-            ERR_clear_error();
-            return -ENOMEM;
-        }
-        p += n;
-        len -= (size_t)n;
+    if (len && tls_in_bio_space(s->in, len, &space) == 0)
+        return -ENOMEM;
+    if (len) {
+        memcpy(space, buf, len);
+        tls_in_bio_commit(s->in, len);
     }
     return 0;
+}
+
+size_t sd_tls_session_input_space(struct sd_tls_session *s, size_t want,
+                                  void **ptr)
+{
+    return tls_in_bio_space(s->in, want, ptr);
+}
+
+void sd_tls_session_input_commit(struct sd_tls_session *s, size_t n)
+{
+    tls_in_bio_commit(s->in, n);
 }
 
 size_t sd_tls_session_output(struct sd_tls_session *s, const void **ptr)

@@ -44,6 +44,11 @@ void sd_tls_session_free(struct sd_tls_session *s);
 /* Ciphertext received from the peer. Returns 0 or -ENOMEM. */
 int sd_tls_session_put_input(struct sd_tls_session *s, const void *buf,
                              size_t len);
+/* The same without a copy: receive into *ptr (at least want bytes, the
+ * size is returned; 0 when out of memory), then commit what arrived. */
+size_t sd_tls_session_input_space(struct sd_tls_session *s, size_t want,
+                                  void **ptr);
+void sd_tls_session_input_commit(struct sd_tls_session *s, size_t n);
 
 /* Ciphertext waiting to be sent: returns its length and points *ptr at
  * it (valid until the next call on s). */
