@@ -220,13 +220,17 @@ static int opt_info_go(struct hs *h, const uint8_t *p, uint32_t len,
         ret = send_info_text(h, NBD_INFO_DESCRIPTION, def->cfg->description);
     if (ret == 0)
         ret = send_info_block_size(h, def);
+    if (ret == 0 && go) {
+        /* Bound before the final reply: a client that has its answer
+         * must find itself in connection.list and export.stats. If the
+         * reply cannot be sent, the connection's end releases def. */
+        bind_export(h, def);
+        ret = send_reply(h, NBD_REP_ACK, NULL, 0);
+        *done = ret == 0;
+        return ret;
+    }
     if (ret == 0)
         ret = send_reply(h, NBD_REP_ACK, NULL, 0);
-    if (ret == 0 && go) {
-        bind_export(h, def);
-        *done = true;
-        return 0;
-    }
     export_def_unref(def);
     return ret;
 }
@@ -255,14 +259,10 @@ static int opt_export_name(struct hs *h, const uint8_t *p, uint32_t len,
     memset(b, 0, sizeof(b));
     put_be64(b, def->size);
     put_be16(b + 8, transmission_flags(h, def));
+    bind_export(h, def);        /* before the reply: see opt_info_go() */
     ret = conn_write(h->c, b, h->c->no_zeroes ? 10 : sizeof(b), &h->deadline);
-    if (ret < 0) {
-        export_def_unref(def);
-        return ret;
-    }
-    bind_export(h, def);
-    *done = true;
-    return 0;
+    *done = ret == 0;
+    return ret;
 }
 
 static int opt_list(struct hs *h, uint32_t len);
