@@ -21,7 +21,8 @@ for a in "$@"; do
     esac
 done
 
-targets=(qcow2-image jsonrpc config-yaml config-ini nbd-request nbd-session)
+targets=(qcow2-image jsonrpc config-yaml config-ini nbd-request nbd-session
+         sidecar)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sendensed's loop: a unix socket speaking JSON-RPC 2.0 (one request per
+ * line, common/jsonrpc.h), signals through a signalfd, and a timer that
+ * fails jobs whose exports saw no write for idle_timeout seconds.
+ *
+ * Flow control per client: while a client has replies not yet sent, we
+ * wait for POLLOUT instead of reading more, so a client that never
+ * reads its replies cannot make us queue without bound (the jsonrpc
+ * conn caps the rest).
+ */
+#include "config.h"
+
+#include "catalog/daemon.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+struct sdd_client {
+    int fd;
+    struct jsonrpc_conn *rpc;
+    bool eof;                       /* peer done sending: flush, close */
+    unsigned id;
+};
+
+/* --- the listening socket --------------------------------------------- */
+
+static int make_parent_dir(const char *path, struct sd_error *err)
+{
+    char *copy = strdup(path);
+    int ret = 0;
+
+    if (!copy)
+        return sd_error_set(err, -ENOMEM, "out of memory");
+    if (mkdir(dirname(copy), 0755) < 0 && errno != EEXIST)
+        ret = sd_error_set(err, -errno, "%s: %s", copy, strerror(errno));
+    free(copy);
+    return ret;
+}
+
+/* A socket file nobody listens on is left by a killed daemon: remove it.
+ * One somebody answers on is another sendensed: refuse to start. */
+static int clear_stale_socket(const struct sockaddr_un *sa,
+                              struct sd_error *err)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int ret = 0;
+
+    if (fd < 0)
+        return sd_error_set(err, -errno, "socket: %s", strerror(errno));
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+        ret = sd_error_set(err, -EADDRINUSE, "%s: another daemon is "
+                           "listening there", sa->sun_path);
+    else if (errno == ECONNREFUSED && unlink(sa->sun_path) < 0)
+        ret = sd_error_set(err, -errno, "%s: %s", sa->sun_path,
+                           strerror(errno));
+    close(fd);
+    return ret;
+}
+
+static int listen_unix(const char *path, int *out, struct sd_error *err)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd, ret;
+
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return sd_error_set(err, -ENAMETOOLONG, "%s: socket path too long",
+                            path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    ret = make_parent_dir(path, err);
+    if (ret == 0)
+        ret = clear_stale_socket(&sa, err);
+    if (ret < 0)
+        return ret;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return sd_error_set(err, -errno, "socket: %s", strerror(errno));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        chmod(path, 0660) < 0 || listen(fd, 16) < 0) {
+        ret = -errno;
+        close(fd);
+        return sd_error_set(err, ret, "%s: %s", path, strerror(-ret));
+    }
+    *out = fd;
+    return 0;
+}
+
+static int open_signalfd(int *out, struct sd_error *err)
+{
+    sigset_t set;
+    int fd;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+        return sd_error_set(err, -errno, "sigprocmask: %s", strerror(errno));
+    fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (fd < 0)
+        return sd_error_set(err, -errno, "signalfd: %s", strerror(errno));
+    *out = fd;
+    return 0;
+}
+
+/* --- recovery --------------------------------------------------------- */
+
+static void log_recovered(void *arg, const struct sdd_recovered *r)
+{
+    (void)arg;
+    if (r->export_ret < 0 && r->export_ret != -ENOENT)
+        sd_log_warn("recovery: %s/%s/%s: export %s could not be removed",
+                    r->vm, r->disk, r->id, r->export_name);
+    if (r->problem)
+        sd_log_error("recovery: %s/%s/%s: %s", r->vm, r->disk, r->id,
+                     r->problem->msg);
+    else
+        sd_log_info("recovery: %s/%s/%s was running when sendensed "
+                    "stopped: marked failed", r->vm, r->disk, r->id);
+}
+
+static int recover_all(struct sdd_daemon *d, struct sd_error *err)
+{
+    for (size_t i = 0; i < d->cfg->nrepos; i++) {
+        int ret = sdd_jobs_recover(&d->jobs, &d->cfg->repos[i],
+                                   log_recovered, d, err);
+        if (ret < 0) {
+            sd_error_prefix(err, "repository %s", d->cfg->repos[i].name);
+            return ret;
+        }
+    }
+    return 0;
+}
+
+int sdd_daemon_open(struct sdd_daemon *d, const char *config_path,
+                    struct sd_error *err)
+{
+    int ret;
+
+    *d = (struct sdd_daemon){ .listen_fd = -1, .signal_fd = -1,
+                              .config_path = config_path };
+    ret = sdd_config_load(config_path, &d->cfg, err);
+    if (ret < 0)
+        return ret;
+    sdd_jobs_init(&d->jobs, d->cfg);
+    ret = open_signalfd(&d->signal_fd, err);
+    /* Listen first: that is what finds another sendensed on the same
+     * socket, whose running jobs recovery must not touch. Requests wait
+     * in the backlog until recovery is done. */
+    if (ret == 0)
+        ret = listen_unix(d->cfg->control_socket, &d->listen_fd, err);
+    if (ret == 0)
+        ret = recover_all(d, err);
+    return ret;
+}
+
+/* --- clients ---------------------------------------------------------- */
+
+static bool peer_allowed(int fd, unsigned *uid)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return false;
+    *uid = cred.uid;
+    return cred.uid == 0 || cred.uid == geteuid();
+}
+
+static void client_close(struct sdd_daemon *d, size_t i)
+{
+    struct sdd_client *c = d->clients[i];
+
+    jsonrpc_conn_free(c->rpc);
+    close(c->fd);
+    free(c);
+    d->clients[i] = d->clients[--d->nclients];
+}
+
+static void accept_client(struct sdd_daemon *d)
+{
+    static unsigned next_id;
+    struct sdd_client *c;
+    unsigned uid = 0;
+    int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+    if (fd < 0)
+        return;                     /* EAGAIN, or a peer already gone */
+    if (!peer_allowed(fd, &uid)) {
+        sd_log_warn("control socket: uid %u is not allowed", uid);
+        close(fd);
+        return;
+    }
+    if (d->nclients == SDD_CLIENTS_MAX) {
+        sd_log_warn("control socket: %d clients already, refusing one",
+                    SDD_CLIENTS_MAX);
+        close(fd);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c)
+        c->rpc = jsonrpc_conn_new(sdd_methods, d);
+    if (!c || !c->rpc) {
+        sd_log_error("control socket: out of memory");
+        free(c);
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    c->id = ++next_id;
+    d->clients[d->nclients++] = c;
+}
+
+/* Send what we can without blocking. <0 when the peer is gone. */
+static int client_flush(struct sdd_client *c)
+{
+    const void *p;
+    size_t n;
+
+    while ((n = jsonrpc_conn_output(c->rpc, &p)) > 0) {
+        ssize_t sent = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (sent < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+        jsonrpc_conn_consume(c->rpc, (size_t)sent);
+    }
+    return 0;
+}
+
+static int client_read(struct sdd_client *c, char *buf)
+{
+    ssize_t n = recv(c->fd, buf, SDD_READ_SIZE, MSG_DONTWAIT);
+
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+    if (n == 0) {
+        c->eof = true;
+        return 0;
+    }
+    return jsonrpc_conn_feed(c->rpc, buf, (size_t)n);
+}
+
+/* Serve one client's poll events; false when it is to be closed. */
+static bool client_serve(struct sdd_client *c, short revents, char *buf)
+{
+    const void *p;
+
+    if ((revents & POLLIN) && client_read(c, buf) < 0)
+        return false;
+    if (client_flush(c) < 0)
+        return false;
+    if (revents & (POLLERR | POLLNVAL))
+        return false;
+    if ((revents & POLLHUP) && !(revents & POLLIN))
+        return false;
+    return !(c->eof && jsonrpc_conn_output(c->rpc, &p) == 0);
+}
+
+/* --- the loop --------------------------------------------------------- */
+
+static void handle_signals(struct sdd_daemon *d)
+{
+    struct signalfd_siginfo si;
+
+    while (read(d->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+        sd_log_info("signal %u: stopping", si.ssi_signo);
+        d->stopping = true;
+    }
+}
+
+/* How often idle jobs are looked for: often enough that a job fails
+ * within a quarter of idle_timeout of going idle, at most every 5 s. */
+static int tick_ms(const struct sdd_daemon *d)
+{
+    unsigned s = d->cfg->idle_timeout / 4;
+
+    return (int)(s < 1 ? 1 : s > 5 ? 5 : s) * 1000;
+}
+
+static void fail_idle_jobs(struct sdd_daemon *d)
+{
+    struct timespec now;
+    struct sdd_job *job;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    while ((job = sdd_jobs_find_idle(&d->jobs, &now))) {
+        char reason[64];
+        struct sd_error err = { 0 };
+
+        snprintf(reason, sizeof(reason), "no write activity for %u s",
+                 d->cfg->idle_timeout);
+        if (sdd_jobs_fail(&d->jobs, job, reason, &err) < 0) {
+            /* Left running (sendense-nbd unreachable): next tick. */
+            sd_log_error("job %s: %s, but failing it failed: %s", job->id,
+                         reason, err.msg);
+            return;
+        }
+        sd_log_warn("job %s (VM %s): failed: %s", job->id, job->vm, reason);
+    }
+}
+
+static size_t fill_pollfds(const struct sdd_daemon *d, struct pollfd *fds)
+{
+    fds[0] = (struct pollfd){ .fd = d->listen_fd, .events = POLLIN };
+    fds[1] = (struct pollfd){ .fd = d->signal_fd, .events = POLLIN };
+    for (size_t i = 0; i < d->nclients; i++) {
+        const void *p;
+        struct sdd_client *c = d->clients[i];
+        bool pending = jsonrpc_conn_output(c->rpc, &p) > 0;
+
+        fds[2 + i] = (struct pollfd){
+            .fd = c->fd,
+            .events = pending ? POLLOUT : c->eof ? 0 : POLLIN,
+        };
+    }
+    return 2 + d->nclients;
+}
+
+static void serve_clients(struct sdd_daemon *d, const struct pollfd *fds,
+                          size_t n, char *buf)
+{
+    /* Backwards: client_close() moves the last client into slot i. */
+    for (size_t i = n; i-- > 0;)
+        if (fds[i].revents && !client_serve(d->clients[i], fds[i].revents,
+                                            buf))
+            client_close(d, i);
+}
+
+int sdd_daemon_run(struct sdd_daemon *d, struct sd_error *err)
+{
+    struct pollfd fds[2 + SDD_CLIENTS_MAX];
+    struct timespec next, now;
+    char *buf = malloc(SDD_READ_SIZE);
+    int ret = 0;
+
+    if (!buf)
+        return sd_error_set(err, -ENOMEM, "out of memory");
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    while (!d->stopping) {
+        size_t nfds = fill_pollfds(d, fds), nclients = d->nclients;
+        int64_t wait_ms;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        wait_ms = (next.tv_sec - now.tv_sec) * 1000 +
+                  (next.tv_nsec - now.tv_nsec) / 1000000;
+        if (poll(fds, nfds, wait_ms < 0 ? 0 : (int)wait_ms) < 0 &&
+            errno != EINTR) {
+            ret = sd_error_set(err, -errno, "poll: %s", strerror(errno));
+            break;
+        }
+        if (fds[1].revents)
+            handle_signals(d);
+        serve_clients(d, fds + 2, nclients, buf);
+        if (fds[0].revents)
+            accept_client(d);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > next.tv_sec ||
+            (now.tv_sec == next.tv_sec && now.tv_nsec >= next.tv_nsec)) {
+            fail_idle_jobs(d);
+            next = now;
+            next.tv_sec += tick_ms(d) / 1000;
+        }
+    }
+    free(buf);
+    return ret;
+}
+
+void sdd_daemon_close(struct sdd_daemon *d)
+{
+    while (d->nclients)
+        client_close(d, d->nclients - 1);
+    if (d->listen_fd >= 0) {
+        close(d->listen_fd);
+        if (d->cfg)
+            (void)unlink(d->cfg->control_socket);
+    }
+    if (d->signal_fd >= 0)
+        close(d->signal_fd);
+    sdd_jobs_clear(&d->jobs);
+    sdd_config_free(d->cfg);
+    d->cfg = NULL;
+}

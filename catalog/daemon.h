@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sendensed's private map.
+ *
+ *   sendensed.c        command line
+ *   daemon.c           the socket, the poll() loop, signals, the timer
+ *   daemon-methods.c   JSON-RPC methods of jobs (backup.start, ...)
+ *   daemon-catalog.c   JSON-RPC methods that read the repository
+ *
+ * The daemon is single-threaded: one poll() loop serves the control
+ * socket, SIGTERM/SIGINT (signalfd) and a timer that fails idle jobs.
+ * Methods run to completion inside the loop, calls to sendense-nbd
+ * included; sendensed is not on the data path, so a client waits at
+ * most for one such call.
+ */
+#ifndef SENDENSE_CATALOG_DAEMON_H
+#define SENDENSE_CATALOG_DAEMON_H
+
+#include "catalog/daemon-config.h"
+#include "catalog/jobs.h"
+#include "common/error.h"
+#include "common/jsonrpc.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum {
+    SDD_CLIENTS_MAX = 64,           /* control connections at once */
+    SDD_READ_SIZE = 64 * 1024,
+};
+
+struct sdd_client;
+
+struct sdd_daemon {
+    struct sdd_config *cfg;
+    const char *config_path;        /* NULL: built-in defaults */
+    struct sdd_jobs jobs;
+    int listen_fd;
+    int signal_fd;
+    struct sdd_client *clients[SDD_CLIENTS_MAX];
+    size_t nclients;
+    bool stopping;
+};
+
+/* daemon.c */
+/* Load the config, listen, resolve what a previous run left running. */
+int sdd_daemon_open(struct sdd_daemon *d, const char *config_path,
+                    struct sd_error *err);
+/* Serve until SIGTERM or SIGINT. */
+int sdd_daemon_run(struct sdd_daemon *d, struct sd_error *err);
+void sdd_daemon_close(struct sdd_daemon *d);
+
+/* daemon-methods.c */
+extern const struct jsonrpc_method sdd_methods[];
+
+/* daemon-catalog.c: the repository methods, handlers of sdd_methods. */
+int sdd_m_backup_list(void *ctx, struct jsonrpc_conn *conn, json_t *params,
+                      struct jsonrpc_request *req);
+int sdd_m_backup_show(void *ctx, struct jsonrpc_conn *conn, json_t *params,
+                      struct jsonrpc_request *req);
+int sdd_m_backup_chain(void *ctx, struct jsonrpc_conn *conn, json_t *params,
+                       struct jsonrpc_request *req);
+
+#endif

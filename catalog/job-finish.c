@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The end of a job: backup.complete, backup.fail, and the recovery of
+ * backups a killed daemon left running.
+ *
+ * complete works in three passes over the disks so that a failure leaves
+ * a state the caller can act on: (1) remove every export (draining the
+ * writers) -- a failure here leaves the job running, and complete can be
+ * called again; (2) check every image -- a damaged one fails the whole
+ * job; (3) write every sidecar "completed".
+ */
+#include "config.h"
+
+#include "catalog/jobs-internal.h"
+
+#include "catalog/names.h"
+#include "catalog/repo.h"
+#include "common/atomic-file.h"
+#include "qcow2/image.h"
+#include "qcow2/qcow2-check.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int job_mark_failed(struct cat_sidecar *sc, const char *dir,
+                    const char *image_path, const char *reason, bool keep,
+                    struct sd_error *err)
+{
+    int ret;
+
+    sc->status = CAT_STATUS_FAILED;
+    sc->ended_at = jobs_now();
+    if (sc->ended_at < sc->started_at)      /* the clock stepped back */
+        sc->ended_at = sc->started_at;
+    if (cat_sidecar_set_string(&sc->failure_reason, reason) < 0)
+        return sd_error_set(err, -ENOMEM, "out of memory");
+    /* The sidecar first: a crash between the two leaves a failed backup
+     * with its image, never a running one without. */
+    ret = cat_sidecar_write(sc, dir, err);
+    if (ret == 0 && !keep) {
+        ret = sd_durable_remove(image_path, err);
+        if (ret == -ENOENT)
+            ret = 0;
+    }
+    return ret;
+}
+
+/* Remove a job's exports; with drain, wait for their clients. */
+static int remove_exports(const struct sdd_jobs *jobs, struct sdd_job *job,
+                          bool drain, struct sd_error *err)
+{
+    int first = 0;
+
+    for (size_t i = 0; i < job->ndisks; i++) {
+        struct sdd_job_disk *d = &job->disks[i];
+        struct sd_error e = { 0 };
+        int ret;
+
+        if (!d->export_added)
+            continue;
+        ret = nbdc_export_remove(jobs->cfg->nbd_control_socket,
+                                 d->export_name, drain, &e);
+        if (ret == 0 || ret == -ENOENT) {
+            d->export_added = false;
+        } else if (first == 0) {
+            first = ret;
+            *err = e;
+        }
+    }
+    return first;
+}
+
+/* --- complete --------------------------------------------------------- */
+
+static struct sdd_job_disk *job_disk(struct sdd_job *job, const char *name)
+{
+    for (size_t i = 0; i < job->ndisks; i++)
+        if (strcmp(job->disks[i].name, name) == 0)
+            return &job->disks[i];
+    return NULL;
+}
+
+static int check_change_ids(struct sdd_job *job, json_t *change_ids,
+                            struct sd_error *err)
+{
+    const char *disk;
+    json_t *v;
+
+    if (change_ids && !json_is_object(change_ids))
+        return sd_error_set(err, -EINVAL, "change_ids: expected an object "
+                            "{disk: change id}");
+    json_object_foreach(change_ids, disk, v) {
+        int ret;
+
+        if (!job_disk(job, disk))
+            return sd_error_set(err, -EINVAL, "change_ids: job %s has no "
+                                "disk \"%.64s\"", job->id, disk);
+        if (!json_is_string(v))
+            return sd_error_set(err, -EINVAL, "change_ids.%s: expected a "
+                                "string", disk);
+        ret = cat_text_check("change id", json_string_value(v),
+                             CAT_CHANGE_ID_MAX, err);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* The image's own layer must pass the library's check (leaks are
+ * tolerated: they waste space and harm no data); *allocated gets the
+ * host bytes it uses. */
+static int check_image(const struct sdd_job_disk *d, uint64_t *allocated,
+                       struct sd_error *err)
+{
+    struct qcow2_check_result res = { 0 };
+    struct sd_img_open_opts o = { .format = SD_FMT_QCOW2 };
+    struct sd_img_info info;
+    struct sd_img *img = NULL;
+    int ret = qcow2_check(d->image_path, NULL, &res, err);
+
+    if (ret == 0 && (res.corruptions || res.check_errors || res.corrupt_bit))
+        ret = sd_error_set(err, -EIO, "disk %s: the image check found %llu "
+                           "corruption(s), %llu check error(s)%s", d->name,
+                           (unsigned long long)res.corruptions,
+                           (unsigned long long)res.check_errors,
+                           res.corrupt_bit ? ", image marked corrupt" : "");
+    qcow2_check_result_free(&res);
+    if (ret == 0)
+        ret = sd_img_open(&img, d->image_path, &o, err);
+    if (ret == 0)
+        ret = sd_img_get_info(img, &info);
+    if (ret == 0)
+        *allocated = info.actual_size;
+    else if (img)
+        sd_error_set(err, ret, "disk %s: %s", d->name, strerror(-ret));
+    if (img)
+        (void)sd_img_close(img);     /* read-only: nothing to flush */
+    return ret;
+}
+
+static int write_completed(struct sdd_job *job, struct sdd_job_disk *d,
+                           json_t *change_ids, uint64_t allocated,
+                           struct sd_error *err)
+{
+    const char *change = json_string_value(json_object_get(change_ids,
+                                                           d->name));
+    struct cat_sidecar *sc = d->sc;
+
+    sc->status = CAT_STATUS_COMPLETED;
+    sc->ended_at = job->ended_at;
+    sc->bytes_written = d->stats.bytes_written;
+    sc->allocated_bytes = allocated;
+    if (change && cat_sidecar_set_string(&sc->change_id, change) < 0)
+        return sd_error_set(err, -ENOMEM, "out of memory");
+    return cat_sidecar_write(sc, d->dir, err);
+}
+
+/* Last counters before the export goes; a disk whose export is already
+ * gone keeps the ones of the last poll. */
+static void final_stats(const struct sdd_jobs *jobs, struct sdd_job *job)
+{
+    for (size_t i = 0; i < job->ndisks; i++) {
+        struct sdd_job_disk *d = &job->disks[i];
+        struct nbdc_export_stats s;
+        struct sd_error ignored = { 0 };
+
+        if (d->export_added &&
+            nbdc_export_stats(jobs->cfg->nbd_control_socket, d->export_name,
+                              &s, &ignored) == 0) {
+            d->stats = s;
+            d->have_stats = true;
+        }
+    }
+}
+
+int sdd_jobs_complete(struct sdd_jobs *jobs, struct sdd_job *job,
+                      json_t *change_ids, struct sd_error *err)
+{
+    uint64_t *allocated;
+    int ret;
+
+    if (job->phase != SDD_PHASE_RUNNING)
+        return sd_error_set(err, -EINVAL, "job %s is %s, not running",
+                            job->id, sdd_job_phase_name(job->phase));
+    ret = check_change_ids(job, change_ids, err);
+    if (ret < 0)
+        return ret;
+    allocated = calloc(job->ndisks, sizeof(*allocated));
+    if (!allocated)
+        return sd_error_set(err, -ENOMEM, "out of memory");
+    final_stats(jobs, job);
+    ret = remove_exports(jobs, job, true, err);
+    for (size_t i = 0; ret == 0 && i < job->ndisks; i++)
+        ret = check_image(&job->disks[i], &allocated[i], err);
+    if (ret == -EIO) {
+        struct sd_error e = { 0 };
+        (void)sdd_jobs_fail(jobs, job, err->msg, &e);
+    } else if (ret == 0) {
+        job->ended_at = jobs_now();
+        for (size_t i = 0; ret == 0 && i < job->ndisks; i++)
+            ret = write_completed(job, &job->disks[i], change_ids,
+                                  allocated[i], err);
+        if (ret == 0)
+            job->phase = SDD_PHASE_COMPLETED;
+    }
+    free(allocated);
+    return ret;
+}
+
+/* --- fail ------------------------------------------------------------- */
+
+int sdd_jobs_fail(struct sdd_jobs *jobs, struct sdd_job *job,
+                  const char *reason, struct sd_error *err)
+{
+    bool keep = jobs->cfg->keep_failed_images;
+    int ret;
+
+    if (job->phase != SDD_PHASE_RUNNING)
+        return sd_error_set(err, -EINVAL, "job %s is %s, not running",
+                            job->id, sdd_job_phase_name(job->phase));
+    ret = cat_text_check("reason", reason, CAT_TEXT_MAX, err);
+    if (ret < 0)
+        return ret;
+    final_stats(jobs, job);
+    /* No drain: the writer is told to stop by losing its connection. */
+    ret = remove_exports(jobs, job, false, err);
+    if (ret < 0)
+        return ret;
+    job->failure_reason = strdup(reason);
+    if (!job->failure_reason)
+        return sd_error_set(err, -ENOMEM, "out of memory");
+    job->phase = SDD_PHASE_FAILED;
+    job->ended_at = jobs_now();
+    for (size_t i = 0; i < job->ndisks; i++) {
+        struct sdd_job_disk *d = &job->disks[i];
+        struct sd_error e = { 0 };
+
+        d->sc->bytes_written = d->stats.bytes_written;
+        if (job_mark_failed(d->sc, d->dir, d->image_path, reason, keep,
+                            &e) < 0 && ret == 0) {
+            ret = e.code;
+            *err = e;
+        }
+    }
+    return ret;
+}
+
+/* --- recovery --------------------------------------------------------- */
+
+static void recover_backup(struct sdd_jobs *jobs, const struct cat_vm *vm,
+                           const struct cat_disk *d, struct cat_backup *b,
+                           sdd_recover_fn *report, void *arg)
+{
+    char export_name[CAT_EXPORT_NAME_MAX + 1] = "";
+    struct sd_error problem = { 0 }, export_err = { 0 };
+    struct sdd_recovered r = { .vm = vm->info->context_id, .disk = d->name,
+                               .id = b->sc->id, .export_name = export_name };
+    char *image = cat_path_join(d->dir, b->sc->id, CAT_IMAGE_EXT);
+    int ret = cat_export_name(r.vm, d->index, b->sc->type == CAT_TYPE_INCR,
+                              b->stamp, export_name, &problem);
+
+    if (ret == 0) {
+        r.export_ret = nbdc_export_remove(jobs->cfg->nbd_control_socket,
+                                          export_name, false, &export_err);
+        if (r.export_ret < 0 && r.export_ret != -ENOENT)
+            problem = export_err;
+    }
+    if (!image)
+        ret = sd_error_set(&problem, -ENOMEM, "out of memory");
+    if (ret == 0)
+        ret = job_mark_failed(b->sc, d->dir, image,
+                              "sendensed restarted during the backup",
+                              jobs->cfg->keep_failed_images, &problem);
+    r.problem = problem.code ? &problem : NULL;
+    report(arg, &r);
+    free(image);
+}
+
+int sdd_jobs_recover(struct sdd_jobs *jobs, const struct sdd_repository *repo,
+                     sdd_recover_fn *report, void *arg, struct sd_error *err)
+{
+    struct cat_repo *catalog = NULL;
+    int ret = cat_repo_open(repo->path, CAT_REPO_CREATE, &catalog, err);
+
+    if (ret < 0)
+        return ret;
+    for (size_t v = 0; v < catalog->nvms; v++) {
+        const struct cat_vm *vm = &catalog->vms[v];
+
+        for (size_t i = 0; i < vm->ndisks; i++) {
+            const struct cat_disk *d = &vm->disks[i];
+
+            for (size_t k = 0; k < d->nbackups; k++)
+                if (d->backups[k]->sc->status == CAT_STATUS_RUNNING &&
+                    !sdd_jobs_running_for(jobs, vm->info->context_id))
+                    recover_backup(jobs, vm, d, d->backups[k], report, arg);
+        }
+    }
+    cat_repo_free(catalog);
+    return 0;
+}
