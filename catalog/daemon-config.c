@@ -53,10 +53,10 @@ static int set_nbd_uri_base(const char *path, const struct sd_ynode *v,
     return 0;
 }
 
-static int set_idle_timeout(const char *path, const struct sd_ynode *v,
-                            void *obj, struct sd_error *err)
+/* A whole number of seconds, 1..SDD_IDLE_TIMEOUT_MAX. */
+static int set_seconds(const char *path, const struct sd_ynode *v,
+                       const char *key, unsigned *out, struct sd_error *err)
 {
-    struct sdd_config *cfg = obj;
     char *end = NULL;
     unsigned long n;
 
@@ -67,12 +67,61 @@ static int set_idle_timeout(const char *path, const struct sd_ynode *v,
     n = strtoul(v->value, &end, 10);
     if (errno || *end || n < 1 || n > SDD_IDLE_TIMEOUT_MAX)
         goto out_invalid;
-    cfg->idle_timeout = (unsigned)n;
+    *out = (unsigned)n;
     return 0;
 
 out_invalid:
-    return sd_ytree_error(path, v, err, -EINVAL, "idle_timeout: expected "
-                          "seconds, 1..%d", SDD_IDLE_TIMEOUT_MAX);
+    return sd_ytree_error(path, v, err, -EINVAL, "%s: expected seconds, "
+                          "1..%d", key, SDD_IDLE_TIMEOUT_MAX);
+}
+
+static int set_idle_timeout(const char *path, const struct sd_ynode *v,
+                            void *obj, struct sd_error *err)
+{
+    struct sdd_config *cfg = obj;
+
+    return set_seconds(path, v, "idle_timeout", &cfg->idle_timeout, err);
+}
+
+static int set_mount_idle_timeout(const char *path, const struct sd_ynode *v,
+                                  void *obj, struct sd_error *err)
+{
+    struct sdd_config *cfg = obj;
+
+    return set_seconds(path, v, "mount_idle_timeout",
+                       &cfg->mount_idle_timeout, err);
+}
+
+static int set_restore_runtime_dir(const char *path,
+                                   const struct sd_ynode *v, void *obj,
+                                   struct sd_error *err)
+{
+    struct sdd_config *cfg = obj;
+    int ret = sd_ynode_string(path, v, "restore_runtime_dir",
+                              &cfg->restore_runtime_dir, err);
+
+    if (ret == 0 && cfg->restore_runtime_dir[0] != '/')
+        return sd_ytree_error(path, v, err, -EINVAL, "restore_runtime_dir: "
+                              "must be absolute");
+    return ret;
+}
+
+/* "" keeps the default: ask sendense-nbd for its unix socket. */
+static int set_restore_nbd_socket(const char *path, const struct sd_ynode *v,
+                                  void *obj, struct sd_error *err)
+{
+    struct sdd_config *cfg = obj;
+    int ret = sd_ynode_string(path, v, "restore_nbd_socket",
+                              &cfg->restore_nbd_socket, err);
+
+    if (ret == 0 && cfg->restore_nbd_socket[0] == '\0') {
+        free(cfg->restore_nbd_socket);
+        cfg->restore_nbd_socket = NULL;
+    } else if (ret == 0 && cfg->restore_nbd_socket[0] != '/') {
+        return sd_ytree_error(path, v, err, -EINVAL, "restore_nbd_socket: "
+                              "must be absolute");
+    }
+    return ret;
 }
 
 static int set_keep_failed(const char *path, const struct sd_ynode *v,
@@ -127,16 +176,88 @@ static int repo_unique(const struct sdd_config *cfg, const char *path,
     return 0;
 }
 
+static int set_keep_count(const char *path, const struct sd_ynode *v,
+                          const char *what, int64_t min, int64_t *out,
+                          struct sd_error *err)
+{
+    char *end = NULL;
+    long long n;
+
+    if (v->kind != SD_YSCALAR || !v->plain || v->value[0] < '0' ||
+        v->value[0] > '9')
+        goto out_invalid;
+    errno = 0;
+    n = strtoll(v->value, &end, 10);
+    if (errno || *end || n < min || n > CAT_KEEP_MAX)
+        goto out_invalid;
+    *out = n;
+    return 0;
+
+out_invalid:
+    return sd_ytree_error(path, v, err, -EINVAL, "%s: expected a number, "
+                          "%lld..%d", what, (long long)min, CAT_KEEP_MAX);
+}
+
+static int set_keep_last(const char *path, const struct sd_ynode *v,
+                         void *obj, struct sd_error *err)
+{
+    struct cat_retention *r = obj;
+
+    return set_keep_count(path, v, "keep_last", 1, &r->keep_last, err);
+}
+
+static int set_keep_days(const char *path, const struct sd_ynode *v,
+                         void *obj, struct sd_error *err)
+{
+    struct cat_retention *r = obj;
+
+    return set_keep_count(path, v, "keep_days", 0, &r->keep_days, err);
+}
+
+static int set_repo_retention(const char *path, const struct sd_ynode *v,
+                              void *obj, struct sd_error *err)
+{
+    static const struct sd_yfield fields[] = {
+        { "keep_last", set_keep_last },
+        { "keep_days", set_keep_days },
+    };
+    struct sdd_repository *r = obj;
+    unsigned lines[2];
+
+    if (v->kind != SD_YMAP)
+        return sd_ytree_error(path, v, err, -EINVAL, "retention: expected "
+                              "{keep_last: N, keep_days: D}");
+    return sd_ymap_walk(path, v, fields, 2, &r->retention, lines, err);
+}
+
+static int set_repo_consolidation(const char *path, const struct sd_ynode *v,
+                                  void *obj, struct sd_error *err)
+{
+    static const char *const names[] = { "commit", "synthetic" };
+    struct sdd_repository *r = obj;
+    int mode = 0;
+    int ret = sd_ynode_enum(path, v, "consolidation", names, 2, &mode, err);
+
+    if (ret == 0)
+        r->consolidation = (enum cat_consolidation)mode;
+    return ret;
+}
+
 static int add_repo(struct sdd_config *cfg, const char *path,
                     const struct sd_ynode *item, struct sd_error *err)
 {
     static const struct sd_yfield fields[] = {
         { "name", set_repo_name },
         { "path", set_repo_path },
+        { "retention", set_repo_retention },
+        { "consolidation", set_repo_consolidation },
     };
-    unsigned lines[2];
+    unsigned lines[4];
     struct sdd_repository *r = &cfg->repos[cfg->nrepos++];
-    int ret = sd_ymap_walk(path, item, fields, 2, r, lines, err);
+    int ret;
+
+    r->retention = (struct cat_retention){ CAT_KEEP_UNSET, CAT_KEEP_UNSET };
+    ret = sd_ymap_walk(path, item, fields, 4, r, lines, err);
 
     if (ret < 0)
         return ret;
@@ -188,11 +309,15 @@ static int set_defaults(struct sdd_config *cfg)
         cfg->nrepos = 1;
         cfg->repos[0].name = strdup(SDD_DEFAULT_REPOSITORY_NAME);
         cfg->repos[0].path = strdup(SDD_DEFAULT_REPOSITORY_PATH);
+        cfg->repos[0].retention = (struct cat_retention){ CAT_KEEP_UNSET,
+                                                          CAT_KEEP_UNSET };
     }
     cfg->idle_timeout = SDD_DEFAULT_IDLE_TIMEOUT;
+    cfg->mount_idle_timeout = SDD_DEFAULT_MOUNT_IDLE_TIMEOUT;
+    cfg->restore_runtime_dir = strdup(SDD_DEFAULT_RESTORE_RUNTIME_DIR);
     if (!cfg->control_socket || !cfg->nbd_control_socket ||
         !cfg->nbd_uri_base || !cfg->repos || !cfg->repos[0].name ||
-        !cfg->repos[0].path)
+        !cfg->repos[0].path || !cfg->restore_runtime_dir)
         return -ENOMEM;
     return 0;
 }
@@ -207,6 +332,9 @@ static int load_file(struct sdd_config *cfg, const char *path,
         { "repositories", set_repositories },
         { "idle_timeout", set_idle_timeout },
         { "keep_failed_images", set_keep_failed },
+        { "restore_runtime_dir", set_restore_runtime_dir },
+        { "restore_nbd_socket", set_restore_nbd_socket },
+        { "mount_idle_timeout", set_mount_idle_timeout },
     };
     unsigned lines[sizeof(fields) / sizeof(fields[0])];
     struct sd_ynode *root = NULL;
@@ -253,6 +381,8 @@ void sdd_config_free(struct sdd_config *cfg)
     free(cfg->control_socket);
     free(cfg->nbd_control_socket);
     free(cfg->nbd_uri_base);
+    free(cfg->restore_runtime_dir);
+    free(cfg->restore_nbd_socket);
     repos_clear(cfg);
     free(cfg);
 }

@@ -144,7 +144,11 @@ static int m_backup_complete(void *ctx, struct jsonrpc_conn *conn,
         return jsonrpc_reply_sd_error(req, &err);
     }
     sd_log_info("job %s: backup of VM %s completed", job->id, job->vm);
-    return jsonrpc_reply_result(req, sdd_job_to_json(job, false));
+    ret = jsonrpc_reply_result(req, sdd_job_to_json(job, false));
+    /* The backup is complete whatever retention then does or fails to
+     * do (it logs that itself). */
+    sdd_chains_after_backup(d, job);
+    return ret;
 }
 
 static int m_backup_fail(void *ctx, struct jsonrpc_conn *conn,
@@ -257,5 +261,17 @@ const struct jsonrpc_method sdd_methods[] = {
     { "backup.list", sdd_m_backup_list },
     { "backup.show", sdd_m_backup_show },
     { "backup.chain", sdd_m_backup_chain },
+    { "backup.delete", sdd_m_backup_delete },
+    { "backup.prune", sdd_m_backup_prune },
+    { "backup.verify", sdd_m_backup_verify },
+    { "repo.cleanup", sdd_m_repo_cleanup },
+    { "restore.export", sdd_m_restore_export },
+    { "restore.unexport", sdd_m_restore_unexport },
+    { "restore.list", sdd_m_restore_list },
+    { "restore.mount", sdd_m_restore_mount },
+    { "restore.umount", sdd_m_restore_umount },
+    { "restore.ls", sdd_m_restore_ls },
+    { "restore.stat", sdd_m_restore_stat },
+    { "restore.extract", sdd_m_restore_extract },
     { NULL, NULL },
 };

@@ -150,6 +150,8 @@ int sdd_daemon_open(struct sdd_daemon *d, const char *config_path,
 
     *d = (struct sdd_daemon){ .listen_fd = -1, .signal_fd = -1,
                               .config_path = config_path };
+    /* First, while the process surely has one thread (restore-ns.c). */
+    sdd_restore_ns(&d->restore);
     ret = sdd_config_load(config_path, &d->cfg, err);
     if (ret < 0)
         return ret;
@@ -162,6 +164,10 @@ int sdd_daemon_open(struct sdd_daemon *d, const char *config_path,
         ret = listen_unix(d->cfg->control_socket, &d->listen_fd, err);
     if (ret == 0)
         ret = recover_all(d, err);
+    if (ret == 0)
+        ret = sdd_chains_recover(d, err);
+    if (ret == 0)
+        sdd_restore_start(&d->restore, d->cfg);
     return ret;
 }
 
@@ -368,6 +374,7 @@ int sdd_daemon_run(struct sdd_daemon *d, struct sd_error *err)
         if (now.tv_sec > next.tv_sec ||
             (now.tv_sec == next.tv_sec && now.tv_nsec >= next.tv_nsec)) {
             fail_idle_jobs(d);
+            sdd_restore_expire(&d->restore);
             next = now;
             next.tv_sec += tick_ms(d) / 1000;
         }
@@ -387,6 +394,7 @@ void sdd_daemon_close(struct sdd_daemon *d)
     }
     if (d->signal_fd >= 0)
         close(d->signal_fd);
+    sdd_restore_stop(&d->restore);
     sdd_jobs_clear(&d->jobs);
     sdd_config_free(d->cfg);
     d->cfg = NULL;

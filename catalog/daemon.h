@@ -6,6 +6,8 @@
  *   daemon.c           the socket, the poll() loop, signals, the timer
  *   daemon-methods.c   JSON-RPC methods of jobs (backup.start, ...)
  *   daemon-catalog.c   JSON-RPC methods that read the repository
+ *   daemon-restore.c   restore exports and mounts (daemon-restore.h);
+ *   daemon-restore-methods.c  their JSON-RPC methods
  *
  * The daemon is single-threaded: one poll() loop serves the control
  * socket, SIGTERM/SIGINT (signalfd) and a timer that fails idle jobs.
@@ -17,6 +19,7 @@
 #define SENDENSE_CATALOG_DAEMON_H
 
 #include "catalog/daemon-config.h"
+#include "catalog/daemon-restore.h"
 #include "catalog/jobs.h"
 #include "common/error.h"
 #include "common/jsonrpc.h"
@@ -35,6 +38,7 @@ struct sdd_daemon {
     struct sdd_config *cfg;
     const char *config_path;        /* NULL: built-in defaults */
     struct sdd_jobs jobs;
+    struct sdd_restore restore;
     int listen_fd;
     int signal_fd;
     struct sdd_client *clients[SDD_CLIENTS_MAX];
@@ -60,5 +64,38 @@ int sdd_m_backup_show(void *ctx, struct jsonrpc_conn *conn, json_t *params,
                       struct jsonrpc_request *req);
 int sdd_m_backup_chain(void *ctx, struct jsonrpc_conn *conn, json_t *params,
                        struct jsonrpc_request *req);
+
+/* daemon-restore-methods.c: the restore methods, handlers of sdd_methods. */
+int sdd_m_restore_export(void *ctx, struct jsonrpc_conn *conn,
+                         json_t *params, struct jsonrpc_request *req);
+int sdd_m_restore_unexport(void *ctx, struct jsonrpc_conn *conn,
+                           json_t *params, struct jsonrpc_request *req);
+int sdd_m_restore_list(void *ctx, struct jsonrpc_conn *conn, json_t *params,
+                       struct jsonrpc_request *req);
+int sdd_m_restore_mount(void *ctx, struct jsonrpc_conn *conn, json_t *params,
+                        struct jsonrpc_request *req);
+int sdd_m_restore_umount(void *ctx, struct jsonrpc_conn *conn,
+                         json_t *params, struct jsonrpc_request *req);
+int sdd_m_restore_ls(void *ctx, struct jsonrpc_conn *conn, json_t *params,
+                     struct jsonrpc_request *req);
+int sdd_m_restore_stat(void *ctx, struct jsonrpc_conn *conn, json_t *params,
+                       struct jsonrpc_request *req);
+int sdd_m_restore_extract(void *ctx, struct jsonrpc_conn *conn,
+                          json_t *params, struct jsonrpc_request *req);
+
+/* daemon-chains.c: methods that change chains, and their recovery. */
+int sdd_m_backup_delete(void *ctx, struct jsonrpc_conn *conn, json_t *params,
+                        struct jsonrpc_request *req);
+int sdd_m_backup_prune(void *ctx, struct jsonrpc_conn *conn, json_t *params,
+                       struct jsonrpc_request *req);
+int sdd_m_backup_verify(void *ctx, struct jsonrpc_conn *conn, json_t *params,
+                        struct jsonrpc_request *req);
+int sdd_m_repo_cleanup(void *ctx, struct jsonrpc_conn *conn, json_t *params,
+                       struct jsonrpc_request *req);
+/* The repository's retention policy for job's VM, once job completed;
+ * what it did or could not do is logged. */
+void sdd_chains_after_backup(struct sdd_daemon *d, const struct sdd_job *job);
+/* Finish or roll back every consolidation a killed daemon left. */
+int sdd_chains_recover(struct sdd_daemon *d, struct sd_error *err);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "catalog/jobs-internal.h"
 
+#include "catalog/checksum.h"
 #include "catalog/names.h"
 #include "catalog/repo.h"
 #include "common/atomic-file.h"
@@ -147,6 +148,7 @@ static int write_completed(struct sdd_job *job, struct sdd_job_disk *d,
     const char *change = json_string_value(json_object_get(change_ids,
                                                            d->name));
     struct cat_sidecar *sc = d->sc;
+    int ret;
 
     sc->status = CAT_STATUS_COMPLETED;
     sc->ended_at = job->ended_at;
@@ -154,6 +156,10 @@ static int write_completed(struct sdd_job *job, struct sdd_job_disk *d,
     sc->allocated_bytes = allocated;
     if (change && cat_sidecar_set_string(&sc->change_id, change) < 0)
         return sd_error_set(err, -ENOMEM, "out of memory");
+    /* The per-backup checksum (checksum.h): it reads only this image. */
+    ret = cat_checksum_record(d->image_path, sc, err);
+    if (ret < 0)
+        return ret;
     return cat_sidecar_write(sc, d->dir, err);
 }
 

@@ -1,9 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A blocking client of sendense-nbd's control socket (JSON-RPC 2.0, one
- * JSON text per line; DESIGN.md, "Control socket"). One connection per
- * call: sendensed makes few calls, and a fresh connection never carries
- * a half-read reply from a call that timed out.
+ * A blocking client of sendense-nbd's control socket, on
+ * common/rpc-client.h (one connection per call).
  *
  * A JSON-RPC error comes back as a negative errno recovered from the
  * error's data ({"errno": "ENOENT"}, common/jsonrpc.h), with the

@@ -95,7 +95,7 @@ static int ensure_root(const char *root, unsigned flags, struct sd_error *err)
     if (errno != ENOENT || !(flags & CAT_REPO_CREATE))
         return sd_error_set(err, -errno, "repository %s: %s", root,
                             strerror(errno));
-    return sd_durable_mkdir(root, err);
+    return sd_durable_mkdir_parents(root, err);
 }
 
 int cat_repo_open(const char *root, unsigned flags, struct cat_repo **out,

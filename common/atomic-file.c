@@ -150,6 +150,27 @@ int sd_durable_mkdir(const char *dir, struct sd_error *err)
     return sd_fsync_dir(parent, err);
 }
 
+int sd_durable_mkdir_parents(const char *dir, struct sd_error *err)
+{
+    char parent[PATH_MAX];
+    const char *base;
+    struct stat st;
+    int ret;
+
+    if (stat(dir, &st) == 0 || errno != ENOENT)
+        return sd_durable_mkdir(dir, err);
+    ret = split_path(dir, parent, sizeof(parent), &base);
+    if (ret < 0)
+        return sd_error_set(err, ret, "%s: not a folder path", dir);
+    if (strcmp(parent, dir) != 0 && strcmp(parent, "/") != 0 &&
+        strcmp(parent, ".") != 0) {
+        ret = sd_durable_mkdir_parents(parent, err);
+        if (ret < 0)
+            return ret;
+    }
+    return sd_durable_mkdir(dir, err);
+}
+
 bool sd_atomic_is_temp_name(const char *name)
 {
     size_t len = strlen(name);

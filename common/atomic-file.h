@@ -38,6 +38,8 @@ int sd_fsync_dir(const char *dir, struct sd_error *err);
 /* mkdir dir (mode 0755) and fsync its parent; an existing folder is
  * fine. Parents must exist. */
 int sd_durable_mkdir(const char *dir, struct sd_error *err);
+/* The same, creating missing parent folders first (mkdir -p). */
+int sd_durable_mkdir_parents(const char *dir, struct sd_error *err);
 
 /* Whether a file name (no folder) is one of our temporary files. */
 bool sd_atomic_is_temp_name(const char *name);

@@ -24,7 +24,7 @@ fi
 . "${top_srcdir:-..}/tests/functions.sh"
 . "$top_srcdir/tests/server-lib.sh"
 requires nbdfuse partx blkid sfdisk mkfs.ext4 mkfs.xfs xfs_io xfs_logprint \
-    dumpe2fs lvs vgcfgrestore tar losetup nsenter
+    dumpe2fs lvs vgcfgrestore tar losetup nsenter pgrep
 [ -c /dev/fuse ] && [ -c /dev/loop-control ] ||
     { echo "$0: SKIP: no /dev/fuse or /dev/loop-control"; exit 77; }
 

@@ -402,6 +402,17 @@ Test(atomic_file, durable_remove_and_mkdir)
     fx_write(dir, "plain", "x");
     char *plain = fx_path(dir, "plain");
     cr_expect_eq(sd_durable_mkdir(plain, &e), -ENOTDIR);
+    /* A repository root deep in folders nobody made yet. */
+    char *deep = fx_path(dir, "a/b/c");
+    cr_expect_eq(sd_durable_mkdir(deep, &e), -ENOENT);
+    cr_expect_eq(sd_durable_mkdir_parents(deep, &e), 0, "%s", e.msg);
+    struct stat st;
+    cr_expect(stat(deep, &st) == 0 && S_ISDIR(st.st_mode));
+    cr_expect_eq(sd_durable_mkdir_parents(deep, &e), 0, "existing is fine");
+    char *under_file = fx_path(dir, "plain/x/y");
+    cr_expect_eq(sd_durable_mkdir_parents(under_file, &e), -ENOTDIR);
+    free(under_file);
+    free(deep);
     free(plain);
     free(sub);
     free(path);

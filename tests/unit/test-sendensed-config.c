@@ -146,3 +146,68 @@ Test(sddconf, bad_values_are_refused_with_their_line)
     expect_refused("repositories:\n  - {name: a, path: /a}\n"
                    "  - {name: b, path: /a}\n", 3, "share a path");
 }
+
+Test(sddconf, restore_keys)
+{
+    struct sdd_config *cfg = NULL;
+    struct sd_error err = { 0 };
+
+    cr_assert_eq(sdd_config_load(NULL, &cfg, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(cfg->restore_runtime_dir,
+                     SDD_DEFAULT_RESTORE_RUNTIME_DIR);
+    cr_expect_null(cfg->restore_nbd_socket);
+    cr_expect_eq(cfg->mount_idle_timeout, SDD_DEFAULT_MOUNT_IDLE_TIMEOUT);
+    sdd_config_free(cfg);
+    cr_assert_eq(load_text("restore_runtime_dir: /tmp/rt\n"
+                           "restore_nbd_socket: /tmp/nbd.sock\n"
+                           "mount_idle_timeout: 2\n", &cfg, &err), 0, "%s",
+                 err.msg);
+    cr_expect_str_eq(cfg->restore_runtime_dir, "/tmp/rt");
+    cr_expect_str_eq(cfg->restore_nbd_socket, "/tmp/nbd.sock");
+    cr_expect_eq(cfg->mount_idle_timeout, 2);
+    sdd_config_free(cfg);
+    /* "" means: ask sendense-nbd. */
+    cr_assert_eq(load_text("restore_nbd_socket: \"\"\n", &cfg, &err), 0,
+                 "%s", err.msg);
+    cr_expect_null(cfg->restore_nbd_socket);
+    sdd_config_free(cfg);
+    expect_refused("mount_idle_timeout: 0\n", 1, "mount_idle_timeout");
+    expect_refused("\nrestore_runtime_dir: run/rt\n", 2, "absolute");
+    expect_refused("restore_nbd_socket: nbd.sock\n", 1, "absolute");
+}
+
+Test(sddconf, retention_and_consolidation_per_repository)
+{
+    struct sdd_config *cfg = NULL;
+    struct sd_error err = { 0 };
+    const struct sdd_repository *r;
+
+    cr_assert_eq(load_text(
+        "repositories:\n"
+        "  - {name: a, path: /a}\n"
+        "  - {name: b, path: /b, consolidation: synthetic,\n"
+        "     retention: {keep_last: 7, keep_days: 0}}\n", &cfg, &err), 0,
+        "%s", err.msg);
+    r = sdd_config_repo(cfg, "a");
+    cr_expect_eq(r->retention.keep_last, CAT_KEEP_UNSET);
+    cr_expect_eq(r->retention.keep_days, CAT_KEEP_UNSET);
+    cr_expect_eq(r->consolidation, CAT_CONSOLIDATE_COMMIT);
+    r = sdd_config_repo(cfg, "b");
+    cr_expect_eq(r->retention.keep_last, 7);
+    cr_expect_eq(r->retention.keep_days, 0);
+    cr_expect_eq(r->consolidation, CAT_CONSOLIDATE_SYNTHETIC);
+    sdd_config_free(cfg);
+    cr_assert_eq(sdd_config_load(NULL, &cfg, &err), 0, "%s", err.msg);
+    cr_expect_eq(cfg->repos[0].retention.keep_last, CAT_KEEP_UNSET);
+    sdd_config_free(cfg);
+    expect_refused("repositories:\n  - {name: a, path: /a,\n"
+                   "     retention: {keep_last: 0}}\n", 3, "keep_last");
+    expect_refused("repositories:\n  - {name: a, path: /a,\n"
+                   "     retention: {keep_days: -1}}\n", 3, "keep_days");
+    expect_refused("repositories:\n  - {name: a, path: /a,\n"
+                   "     retention: {keep_weeks: 1}}\n", 3, "unknown key");
+    expect_refused("repositories:\n  - {name: a, path: /a, retention: 5}\n",
+                   2, "retention");
+    expect_refused("repositories:\n  - {name: a, path: /a,\n"
+                   "     consolidation: bogus}\n", 3, "commit, synthetic");
+}

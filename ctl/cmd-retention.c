@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/* backup delete|verify|prune: sendensed's catalog upkeep, forwarded one
+ * to one (forward.c); part of the backup group (cmd-backup.c). */
+#include "config.h"
+
+#include "ctl/ctl.h"
+
+#define ARGS(...) (const char *const[]){ __VA_ARGS__, NULL }
+#define REPO_OPT { "repository", "repository", CTL_FWD_STRING }
+#define OPTS(...) (const struct ctl_forward_opt[]){ __VA_ARGS__, \
+                                                   CTL_FORWARD_OPT_END }
+
+int ctl_backup_delete(struct ctl_ctx *ctx, int argc, char **argv)
+{
+    const struct ctl_forward f = {
+        "backup.delete", ARGS("vm", "id"), 2,
+        OPTS({ "disk", "disk", CTL_FWD_STRING },
+             { "mode", "mode", CTL_FWD_STRING }, REPO_OPT),
+    };
+    return ctl_run_forward(ctx, argc, argv, &f);
+}
+
+int ctl_backup_verify(struct ctl_ctx *ctx, int argc, char **argv)
+{
+    const struct ctl_forward f = {
+        "backup.verify", ARGS("vm", "disk", "id"), 3,
+        OPTS({ "checksum", "checksum", CTL_FWD_BOOL }, REPO_OPT),
+    };
+    return ctl_run_forward(ctx, argc, argv, &f);
+}
+
+int ctl_backup_prune(struct ctl_ctx *ctx, int argc, char **argv)
+{
+    const struct ctl_forward f = {
+        "backup.prune", ARGS("vm"), 0,
+        OPTS({ "keep-last", "keep_last", CTL_FWD_INT },
+             { "keep-days", "keep_days", CTL_FWD_INT },
+             { "dry-run", "dry_run", CTL_FWD_BOOL }, REPO_OPT),
+    };
+    return ctl_run_forward(ctx, argc, argv, &f);
+}
+
+#define JSON_OUT "\nThe result is printed as JSON.\n"
+
+const char ctl_backup_delete_usage[] =
+    "Usage: sendense-ctl backup delete VM ID [--disk DISK]\n"
+    "           [--mode refuse|merge|cascade] [--repository R]\n\n"
+    "Deletes backup ID of every disk of VM that has it, or of DISK only\n"
+    "(backup.delete). A backup others depend on is refused (refuse, the\n"
+    "default), merged into its child (merge), or deleted with its\n"
+    "descendants (cascade).\n" JSON_OUT;
+
+const char ctl_backup_verify_usage[] =
+    "Usage: sendense-ctl backup verify VM DISK ID [--checksum]\n"
+    "           [--repository R]\n\n"
+    "Checks a backup's image and its chain (backup.verify); --checksum\n"
+    "also compares the image's checksum with the sidecar's.\n" JSON_OUT;
+
+const char ctl_backup_prune_usage[] =
+    "Usage: sendense-ctl backup prune [VM] [--keep-last N] [--keep-days N]\n"
+    "           [--dry-run] [--repository R]\n\n"
+    "Applies retention to VM, or to every VM (backup.prune): keeps the\n"
+    "last N backups and/or those of the last N days; --dry-run only says\n"
+    "what would be done.\n" JSON_OUT;

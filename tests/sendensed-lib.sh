@@ -1,0 +1,109 @@
+# Sourced (after functions.sh and server-lib.sh) by tests that drive a
+# running sendensed next to a sendense-nbd started by srv_start.
+#
+# sdd_config [YAML...]   write the config of the next sdd_start (sockets
+#                        of the running sendense-nbd, repository $REPO,
+#                        restore_runtime_dir $SDD_DIR/restore)
+# sdd_start / sdd_stop / sdd_kill   start and wait for its socket;
+#                        SIGTERM (exit 0, no sanitizer report); SIGKILL
+# sdd_rpc METHOD [JSON]  the result (fails the test on an error)
+# sdd_error METHOD JSON  the call must fail: prints its error object
+# jget EXPR / jcheck EXPR   read the JSON on stdin with a python
+#                        expression over r (jcheck: exit status)
+#
+# Sets SDD_DIR SDD_SOCK SDD_LOG REPO SDD_PID and SENDENSED.
+
+SENDENSED=${SENDENSED:-$(cd "$top_builddir/catalog" 2>/dev/null && pwd)/sendensed}
+if [ ! -x "$SENDENSED" ]; then
+    echo "$0: ERROR: $SENDENSED was not built" >&2
+    exit 99
+fi
+
+SDD_DIR=$scratch/sdd
+SDD_SOCK=$SDD_DIR/sendensed.sock
+SDD_LOG=$SDD_DIR/sendensed.log
+REPO=$scratch/repo
+SDD_PID=
+mkdir -p "$SDD_DIR"
+
+jget() {
+    "$PYTHON" -c '
+import json, sys
+r = json.load(sys.stdin)
+v = eval(sys.argv[1])
+print(v if isinstance(v, str) else json.dumps(v))' "$1"
+}
+
+jcheck() {
+    "$PYTHON" -c '
+import json, os, sys
+r = json.load(sys.stdin)
+sys.exit(0 if eval(sys.argv[1], {"r": r, "env": os.environ}) else 1)' "$1"
+}
+
+sdd_config() {
+    local line
+    {
+        echo "control_socket: $SDD_SOCK"
+        echo "nbd_control_socket: $SRV_CTL"
+        echo "nbd_uri_base: \"nbd+unix:///{name}?socket=$SRV_SOCK\""
+        echo "repositories: [{name: main, path: $REPO}]"
+        echo "restore_runtime_dir: $SDD_DIR/restore"
+        for line in "$@"; do echo "$line"; done
+    } > "$SDD_DIR/sendensed.yaml"
+}
+
+sdd_start() {
+    local i
+    "$SENDENSED" --foreground -c "$SDD_DIR/sendensed.yaml" >> "$SDD_LOG" 2>&1 &
+    SDD_PID=$!
+    for i in $(seq 1 600); do
+        if [ -S "$SDD_SOCK" ] && $NBD_RPC "$SDD_SOCK" daemon.info >/dev/null 2>&1; then
+            return 0
+        fi
+        kill -0 "$SDD_PID" 2>/dev/null || { cat "$SDD_LOG" >&2; fail "sendensed exited at start"; }
+        sleep 0.05
+    done
+    cat "$SDD_LOG" >&2
+    fail "sendensed did not come up"
+}
+
+sdd_kill() {
+    if [ -n "$SDD_PID" ] && kill -0 "$SDD_PID" 2>/dev/null; then
+        kill -KILL "$SDD_PID"
+        wait "$SDD_PID" 2>/dev/null
+    fi
+    SDD_PID=
+}
+cleanup_fn sdd_kill
+
+sdd_check_log() {
+    if grep -E "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$SDD_LOG" >/dev/null; then
+        cat "$SDD_LOG" >&2
+        fail "sanitizer report in the sendensed log"
+    fi
+}
+
+sdd_stop() {
+    local rc=0
+    kill -TERM "$SDD_PID"
+    wait "$SDD_PID" || rc=$?
+    SDD_PID=
+    sdd_check_log
+    [ "$rc" = 0 ] || { tail -20 "$SDD_LOG" >&2; fail "sendensed exited with status $rc after SIGTERM"; }
+    [ ! -e "$SDD_SOCK" ] || fail "sendensed left its socket behind"
+}
+
+sdd_rpc() {
+    local out
+    out=$($NBD_RPC "$SDD_SOCK" "$@") || { tail -5 "$SDD_LOG" >&2; fail "sendensed call $* failed"; }
+    printf '%s\n' "$out"
+}
+
+sdd_error() {
+    local err
+    if err=$($NBD_RPC "$SDD_SOCK" "$1" "$2" 2>&1 >/dev/null); then
+        fail "sendensed $1 $2 succeeded"
+    fi
+    printf '%s\n' "$err"
+}

@@ -1,0 +1,376 @@
+#!/bin/bash
+# sendensed's chain methods against a real sendense-nbd: chains of a full
+# and five incrementals written through NBD (nbdcopy, then random 64 KiB
+# blocks with libnbd), the content of every point saved; backup.delete
+# refused for a backup others depend on, refused while a job runs or an
+# export reads the disk, then refuse/cascade/merge; backup.prune
+# keep_last=3 in commit mode and in synthetic mode, every kept point still
+# reading as saved (qemu-img compare through its chain) and clean
+# (qemu-img check); sendensed killed (abort) after each step of a
+# consolidation in both modes, restarted, every retained point still
+# restorable and the folder holding exactly the catalog's files; the
+# repository's retention applied after each backup; repo.cleanup removing
+# what an interrupted delete leaves; backup.verify finding a flipped byte in a data cluster by checksum.
+. "${top_srcdir:-..}/tests/functions.sh"
+. "$top_srcdir/tests/server-lib.sh"
+requires nbdcopy qemu-img
+"$PYTHON" -c 'import nbd' 2>/dev/null ||
+    { echo "$0: SKIP: $PYTHON has no nbd module (python3-libnbd)"; exit 77; }
+
+SENDENSED=${SENDENSED:-$(cd "$top_builddir/catalog" 2>/dev/null && pwd)/sendensed}
+if [ ! -x "$SENDENSED" ]; then
+    echo "$0: ERROR: $SENDENSED was not built" >&2
+    exit 99
+fi
+ulimit -c 0     # the crash steps abort() on purpose
+
+# --- helpers ---------------------------------------------------------------
+
+SDD_DIR=$scratch/sdd
+SDD_SOCK=$SDD_DIR/sendensed.sock
+SDD_LOG=$SDD_DIR/sendensed.log
+REPO=$scratch/repo          # consolidation: commit (the default)
+REPO_S=$scratch/repo-syn    # consolidation: synthetic
+REPO_R=$scratch/repo-ret    # retention keep_last: 2, applied after backups
+SAVED=$scratch/saved        # SAVED/<vm>/<stamp>.raw: each point's content
+SDD_PID=
+mkdir -p "$SDD_DIR" "$SAVED"
+MiB=$((1024 * 1024))
+
+# jget EXPR: EXPR (python over the JSON r on stdin) printed; strings bare.
+jget() {
+    "$PYTHON" -c '
+import json, sys
+r = json.load(sys.stdin)
+v = eval(sys.argv[1])
+print(v if isinstance(v, str) else json.dumps(v))' "$1"
+}
+
+# jcheck EXPR: exit status 0 when EXPR holds for the JSON r on stdin.
+jcheck() {
+    "$PYTHON" -c '
+import json, os, sys
+r = json.load(sys.stdin)
+sys.exit(0 if eval(sys.argv[1], {"r": r, "env": os.environ}) else 1)' "$1"
+}
+
+sdd_config() {
+    {
+        echo "control_socket: $SDD_SOCK"
+        echo "nbd_control_socket: $SRV_CTL"
+        echo "nbd_uri_base: \"nbd+unix:///{name}?socket=$SRV_SOCK\""
+        echo "repositories:"
+        echo "  - {name: main, path: $REPO}"
+        echo "  - {name: syn, path: $REPO_S, consolidation: synthetic}"
+        echo "  - {name: ret, path: $REPO_R, retention: {keep_last: 2}}"
+    } > "$SDD_DIR/sendensed.yaml"
+}
+
+# sdd_start: start sendensed (the environment passes on, e.g.
+# SENDENSED_TEST_CRASH_AT) and wait until it answers.
+sdd_start() {
+    local i
+    "$SENDENSED" --foreground -c "$SDD_DIR/sendensed.yaml" >> "$SDD_LOG" 2>&1 &
+    SDD_PID=$!
+    for i in $(seq 1 400); do
+        if [ -S "$SDD_SOCK" ] && $NBD_RPC "$SDD_SOCK" daemon.info >/dev/null 2>&1; then
+            return 0
+        fi
+        kill -0 "$SDD_PID" 2>/dev/null || { tail -20 "$SDD_LOG" >&2; fail "sendensed exited at start"; }
+        sleep 0.05
+    done
+    tail -20 "$SDD_LOG" >&2
+    fail "sendensed did not come up"
+}
+
+sdd_kill() {
+    if [ -n "$SDD_PID" ] && kill -0 "$SDD_PID" 2>/dev/null; then
+        kill -KILL "$SDD_PID"
+        wait "$SDD_PID" 2>/dev/null
+    fi
+    SDD_PID=
+}
+cleanup_fn sdd_kill
+
+sdd_stop() {
+    local rc=0
+    kill -TERM "$SDD_PID"
+    wait "$SDD_PID" || rc=$?
+    SDD_PID=
+    if grep -E "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$SDD_LOG" >/dev/null; then
+        cat "$SDD_LOG" >&2
+        fail "sanitizer report in the sendensed log"
+    fi
+    [ "$rc" = 0 ] || { tail -20 "$SDD_LOG" >&2; fail "sendensed exited with status $rc"; }
+}
+
+sdd_rpc() {
+    local out
+    out=$($NBD_RPC "$SDD_SOCK" "$@") || { tail -5 "$SDD_LOG" >&2; fail "sendensed call $* failed"; }
+    printf '%s\n' "$out"
+}
+
+# sdd_error METHOD JSON: the call must fail; prints its error object.
+sdd_error() {
+    local err
+    if err=$($NBD_RPC "$SDD_SOCK" "$1" "$2" 2>&1 >/dev/null); then
+        fail "sendensed $1 $2 succeeded"
+    fi
+    printf '%s\n' "$err"
+}
+
+# repo_of REPONAME: its path.
+repo_of() {
+    case $1 in syn) echo "$REPO_S" ;; ret) echo "$REPO_R" ;; *) echo "$REPO" ;; esac
+}
+
+# write_blocks URI FILE BLOCK...: write those 64 KiB blocks of FILE.
+write_blocks() {
+    "$PYTHON" - "$@" <<'EOF' || fail "writing blocks through NBD"
+import nbd, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+with open(sys.argv[2], "rb") as f:
+    for b in sys.argv[3:]:
+        f.seek(int(b) * 65536)
+        h.pwrite(f.read(65536), int(b) * 65536)
+h.flush()
+h.shutdown()
+EOF
+}
+
+# backup REPONAME VM SIZE: one backup of disk0 of VM (a full when VM has
+# none, else an incremental): the first one copies a random source whole,
+# the next ones change 8 random 64 KiB blocks. The source as it was is
+# saved as $SAVED/VM/<stamp>.raw. Prints the backup id.
+backup() {
+    local repo=$1 vm=$2 size=$3 src=$SAVED/$2/current start job id uri blocks b
+    mkdir -p "$SAVED/$vm"
+    start=$(sdd_rpc backup.start "{\"vm\": \"$vm\", \"repository\": \"$repo\",
+        \"disks\": [{\"name\": \"disk0\", \"size\": $size}]}")
+    job=$(echo "$start" | jget 'r["job"]')
+    id=$(echo "$start" | jget 'r["disks"][0]["backup_id"]')
+    uri=$(echo "$start" | jget 'r["disks"][0]["uri"]')
+    if [ ! -e "$src" ]; then
+        head -c "$size" /dev/urandom > "$src"
+        must nbdcopy "$src" "$uri"
+    else
+        blocks=$(shuf -i 0-$((size / 65536 - 1)) -n 8 | tr '\n' ' ')
+        for b in $blocks; do
+            head -c 65536 /dev/urandom |
+                dd of="$src" bs=65536 seek="$b" conv=notrunc status=none
+        done
+        write_blocks "$uri" "$src" $blocks
+    fi
+    sdd_rpc backup.complete "{\"job\": \"$job\", \"change_ids\": {\"disk0\": \"cid-$id\"}}" |
+        jcheck 'r["phase"] == "completed"' || fail "backup $id did not complete"
+    cp "$src" "$SAVED/$vm/${id#*-}.raw"
+    echo "$id"
+}
+
+# chain REPONAME VM SIZE N: a full and N incrementals; prints the ids.
+chain() {
+    local i
+    for i in $(seq 0 "$4"); do backup "$1" "$2" "$3"; done
+}
+
+# listed REPONAME VM: the ids of disk0's backups, oldest first.
+listed() {
+    sdd_rpc backup.list "{\"vm\": \"$2\", \"repository\": \"$1\"}" |
+        jget '" ".join(b["id"] for b in r["backups"] if b["disk"] == "disk0")'
+}
+
+# check_points REPONAME VM EXPECTED_STAMPS: the catalog lists exactly
+# these points (by stamp), each usable, completed, with a checksum, its
+# image reading as saved through its chain and clean; the folder holds
+# exactly the listed files (no leftover, no journal).
+check_points() {
+    local repo=$1 vm=$2 want=$3 dir list id got=
+    dir=$(repo_of "$repo")/$vm/disk0
+    list=$(sdd_rpc backup.list "{\"vm\": \"$vm\", \"repository\": \"$repo\"}")
+    echo "$list" | jcheck 'all(b["status"] == "completed" and b["usable"] and
+        b["checksum"] is not None for b in r["backups"])' ||
+        fail "$vm: not all points usable and checksummed: $list"
+    for id in $(listed "$repo" "$vm"); do
+        got="$got ${id#*-}"
+        same_content "$SAVED/$vm/${id#*-}.raw" "$dir/$id.qcow2"
+        qemu_check_clean "$dir/$id.qcow2"
+    done
+    [ "${got# }" = "$want" ] || fail "$vm: points are '${got# }', expected '$want'"
+    want=$(for id in $(listed "$repo" "$vm"); do echo "$id.json"; echo "$id.qcow2"; done | sort)
+    [ "$(ls -A "$dir" | sort)" = "$want" ] ||
+        fail "$vm: the folder holds $(ls -A "$dir" | tr '\n' ' '), the catalog $want"
+}
+
+stamps() { local id; for id in "$@"; do printf '%s ' "${id#*-}"; done | sed 's/ $//'; }
+
+# --- start both daemons ---------------------------------------------------
+
+srv_start
+sdd_config
+sdd_start
+SIZE=$((32 * MiB))
+
+# --- delete ---------------------------------------------------------------
+
+read -r -a D <<< "$(chain main ctx-del $SIZE 5 | tr '\n' ' ')"
+[ "${#D[@]}" = 6 ] || fail "chain: ${D[*]}"
+check_points main ctx-del "$(stamps "${D[@]}")"
+
+# A backup others depend on: refused, naming the dependant; nothing changes.
+before=$(ls -l "$REPO/ctx-del/disk0")
+err=$(sdd_error backup.delete "{\"vm\": \"ctx-del\", \"id\": \"${D[2]}\"}")
+echo "$err" | jcheck 'r["code"] == 1003 and "'"${D[3]}"'" in r["message"]' ||
+    fail "delete of a depended-on backup: $err"
+[ "$(ls -l "$REPO/ctx-del/disk0")" = "$before" ] || fail "a refused delete changed files"
+
+# Busy: an export reading the disk's chain, then a running job.
+srv_rpc export.add "{\"name\": \"peek\", \"path\": \"$REPO/ctx-del/disk0/${D[5]}.qcow2\",
+    \"format\": \"qcow2\", \"readonly\": true}" >/dev/null
+err=$(sdd_error backup.delete "{\"vm\": \"ctx-del\", \"id\": \"${D[5]}\"}")
+echo "$err" | jcheck 'r["code"] == 1003 and "busy" in r["message"] and "peek" in r["message"]' ||
+    fail "delete with an export open: $err"
+srv_rpc export.remove '{"name": "peek"}' >/dev/null
+start=$(sdd_rpc backup.start '{"vm": "ctx-del", "disks": [{"name": "disk0", "size": '$SIZE'}]}')
+err=$(sdd_error backup.delete "{\"vm\": \"ctx-del\", \"id\": \"${D[5]}\"}")
+echo "$err" | jcheck 'r["code"] == 1003 and "running job" in r["message"]' ||
+    fail "delete during a job: $err"
+sdd_rpc backup.fail "{\"job\": \"$(echo "$start" | jget 'r["job"]')\", \"reason\": \"test\"}" >/dev/null
+failed=$(echo "$start" | jget 'r["disks"][0]["backup_id"]')
+sdd_rpc backup.delete "{\"vm\": \"ctx-del\", \"id\": \"$failed\"}" >/dev/null
+
+# The newest: no dependant, deleted (sidecar and image).
+sdd_rpc backup.delete "{\"vm\": \"ctx-del\", \"disk\": \"disk0\", \"id\": \"${D[5]}\"}" |
+    jcheck 'r["disks"] == [{"disk": "disk0", "removed": ["'"${D[5]}"'"]}]' ||
+    fail "delete of the newest"
+check_points main ctx-del "$(stamps "${D[@]:0:5}")"
+
+# Cascade: D3 and D4 that depends on it.
+sdd_rpc backup.delete "{\"vm\": \"ctx-del\", \"id\": \"${D[3]}\", \"mode\": \"cascade\"}" |
+    jcheck 'r["disks"][0]["removed"] == ["'"${D[4]}"'", "'"${D[3]}"'"]' ||
+    fail "cascade delete"
+check_points main ctx-del "$(stamps "${D[@]:0:3}")"
+
+# Merge an incremental: D2 is rebased onto D0 and keeps its content.
+sdd_rpc backup.delete "{\"vm\": \"ctx-del\", \"id\": \"${D[1]}\", \"mode\": \"merge\"}" >/dev/null
+check_points main ctx-del "$(stamps "${D[0]}" "${D[2]}")"
+sdd_rpc backup.show "{\"vm\": \"ctx-del\", \"disk\": \"disk0\", \"id\": \"${D[2]}\"}" |
+    jcheck 'r["parent"] == "'"${D[0]}"'" and r["backing_file"] == "'"${D[0]}"'.qcow2"' ||
+    fail "merged incremental's sidecar"
+# Merge the full: consolidated with D2, which becomes the full.
+sdd_rpc backup.delete "{\"vm\": \"ctx-del\", \"id\": \"${D[0]}\", \"mode\": \"merge\"}" |
+    jcheck 'r["disks"][0]["merged_into"] == "full-'"${D[2]#*-}"'"' || fail "merge of the full"
+check_points main ctx-del "$(stamps "${D[2]}")"
+
+# --- prune, commit mode ---------------------------------------------------
+
+read -r -a C <<< "$(chain main ctx-commit $SIZE 5 | tr '\n' ' ')"
+out=$(sdd_rpc backup.prune '{"vm": "ctx-commit", "keep_last": 3, "dry_run": true}')
+echo "$out" | jcheck 'r["dry_run"] and [a["action"] for a in r["actions"]] == ["consolidate"]' ||
+    fail "dry run: $out"
+check_points main ctx-commit "$(stamps "${C[@]}")"
+ino_full=$(stat -c %i "$REPO/ctx-commit/disk0/${C[0]}.qcow2")
+out=$(sdd_rpc backup.prune '{"vm": "ctx-commit", "keep_last": 3}')
+echo "$out" | jcheck '[a["action"] for a in r["actions"]] == ["consolidate"] * 3' ||
+    fail "prune keep_last=3: $out"
+check_points main ctx-commit "$(stamps "${C[@]:3}")"
+# In place: the full is the same file, now named after the kept point.
+[ "$(stat -c %i "$REPO/ctx-commit/disk0/full-${C[3]#*-}.qcow2")" = "$ino_full" ] ||
+    fail "commit mode wrote a new file"
+for id in $(listed main ctx-commit); do
+    sdd_rpc backup.verify "{\"vm\": \"ctx-commit\", \"disk\": \"disk0\", \"id\": \"$id\",
+        \"checksum\": true}" | jcheck 'r["ok"] and r["checksum"]["match"]' ||
+        fail "verify $id after commit consolidation"
+done
+
+# --- prune, synthetic mode ------------------------------------------------
+
+read -r -a S <<< "$(chain syn ctx-syn $SIZE 5 | tr '\n' ' ')"
+top_before=$(stat -c '%i %Y %s' "$REPO_S/ctx-syn/disk0/${S[5]}.qcow2"; md5sum < "$REPO_S/ctx-syn/disk0/${S[5]}.qcow2")
+out=$(sdd_rpc backup.prune '{"repository": "syn", "keep_last": 3}')
+echo "$out" | jcheck '[a["action"] for a in r["actions"]] == ["consolidate"] * 3' ||
+    fail "synthetic prune: $out"
+check_points syn ctx-syn "$(stamps "${S[@]:3}")"
+sdd_rpc backup.show "{\"vm\": \"ctx-syn\", \"disk\": \"disk0\", \"id\": \"full-${S[3]#*-}\", \"repository\": \"syn\"}" |
+    jcheck 'r["type"] == "synthetic-full"' || fail "the new full is not synthetic"
+[ "$(stat -c '%i %Y %s' "$REPO_S/ctx-syn/disk0/${S[5]}.qcow2"; md5sum < "$REPO_S/ctx-syn/disk0/${S[5]}.qcow2")" = "$top_before" ] ||
+    fail "synthetic mode changed a file it did not need to"
+
+# --- the repository's retention, applied after each backup ---------------
+
+read -r -a R <<< "$(chain ret ctx-ret $SIZE 3 | tr '\n' ' ')"
+check_points ret ctx-ret "$(stamps "${R[@]:2}")"
+# A call's keep_last overrides the repository's.
+sdd_rpc backup.prune '{"repository": "ret", "keep_last": 1}' |
+    jcheck '[a["action"] for a in r["actions"]] == ["consolidate"]' || fail "prune keep_last=1"
+check_points ret ctx-ret "$(stamps "${R[3]}")"
+
+# --- crash at each step of a consolidation, then restart ------------------
+
+SMALL=$((4 * MiB))
+for mode in commit synthetic; do
+    if [ $mode = commit ]; then
+        repo=main steps="journal commit switch link new-sidecar children remove-sidecars remove-images"
+    else
+        repo=syn steps="journal convert new-sidecar switch children remove-sidecars remove-images"
+    fi
+    for step in $steps; do
+        vm=ctx-crash-$mode-$step
+        read -r -a K <<< "$(chain $repo "$vm" $SMALL 2 | tr '\n' ' ')"
+        sdd_stop
+        SENDENSED_TEST_CRASH_AT=$step sdd_start
+        if $NBD_RPC "$SDD_SOCK" backup.prune "{\"vm\": \"$vm\", \"repository\": \"$repo\",
+                \"keep_last\": 2}" >/dev/null 2>&1; then
+            fail "$mode: the daemon did not stop at step $step"
+        fi
+        wait "$SDD_PID" 2>/dev/null
+        SDD_PID=
+        sdd_start
+        # Rolled back (all three points) or finished (the two kept ones).
+        got=$(stamps $(listed $repo "$vm"))
+        if [ "$got" = "$(stamps "${K[@]}")" ]; then
+            [ $mode = synthetic ] || fail "commit mode rolled back after $step"
+            check_points $repo "$vm" "$got"
+        else
+            check_points $repo "$vm" "$(stamps "${K[@]:1}")"
+        fi
+        [ ! -e "$(repo_of $repo)/$vm/disk0/consolidation.journal" ] ||
+            fail "$mode/$step: journal left"
+        sdd_rpc backup.chain "{\"vm\": \"$vm\", \"disk\": \"disk0\", \"repository\": \"$repo\"}" |
+            jcheck 'r["usable"] and r["chain"][0]["type"] != "incr"' || fail "$mode/$step: chain"
+    done
+done
+grep -q "finished an interrupted consolidation" "$SDD_LOG" || fail "no recovery logged"
+
+# What an interrupted delete leaves (an image whose sidecar is gone) and an
+# interrupted atomic write (a temporary file): repo.cleanup removes them.
+dir=$REPO/ctx-commit/disk0
+cp "$dir/$(listed main ctx-commit | awk '{print $NF}').qcow2" "$dir/incr-20991231T000000Z.qcow2"
+echo '{}' > "$dir/.incr-20991231T000000Z.json.a1b2c3.tmp"
+sdd_rpc repo.cleanup '{"repository": "main"}' | jcheck '(r["temp_files_removed"] == 1 and
+    r["images_removed"] == ["ctx-commit/disk0/incr-20991231T000000Z.qcow2"])' ||
+    fail "repo.cleanup: $(sdd_rpc repo.cleanup)"
+check_points main ctx-commit "$(stamps "${C[@]:3}")"
+
+# --- verify detects a flipped byte ---------------------------------------
+
+id=$(listed main ctx-commit | awk '{print $NF}')
+img=$REPO/ctx-commit/disk0/$id.qcow2
+sdd_rpc backup.verify "{\"vm\": \"ctx-commit\", \"disk\": \"disk0\", \"id\": \"$id\", \"checksum\": true}" |
+    jcheck 'r["ok"] and r["checksum"]["match"] and r["read"]["bytes"] > 0' || fail "verify before damage"
+host=$(qemu-img map --output=json "$img" | jget '[e for e in r if e["depth"] == 0 and e["data"]][0]["offset"]')
+"$PYTHON" - "$img" "$host" <<'EOF' || fail "flipping a byte"
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2]) + 100)
+    b = f.read(1)
+    f.seek(int(sys.argv[2]) + 100)
+    f.write(bytes([b[0] ^ 0xff]))
+EOF
+out=$(sdd_rpc backup.verify "{\"vm\": \"ctx-commit\", \"disk\": \"disk0\", \"id\": \"$id\", \"checksum\": true}")
+echo "$out" | jcheck '(not r["ok"] and r["checksum"]["match"] is False and
+    r["read"]["errors"] == 0)' || fail "verify after damage: $out"
+
+sdd_stop
+srv_stop
+exit 0
