@@ -148,10 +148,7 @@ int sdd_m_backup_show(void *ctx, struct jsonrpc_conn *conn, json_t *params,
 {
     const char *vm = NULL, *disk = NULL, *id = NULL, *repo = NULL;
     struct jsonrpc_param spec[] = {
-        JSONRPC_PARAM_STRING("vm", true, &vm),
-        JSONRPC_PARAM_STRING("disk", true, &disk),
-        JSONRPC_PARAM_STRING("id", true, &id),
-        JSONRPC_PARAM_STRING("repository", false, &repo),
+        SDD_BACKUP_PARAMS(&vm, &disk, &id, true, &repo),
         JSONRPC_PARAM_END,
     };
     struct disk_ref ref = { 0 };
@@ -202,10 +199,7 @@ int sdd_m_backup_chain(void *ctx, struct jsonrpc_conn *conn, json_t *params,
 {
     const char *vm = NULL, *disk = NULL, *id = NULL, *repo = NULL;
     struct jsonrpc_param spec[] = {
-        JSONRPC_PARAM_STRING("vm", true, &vm),
-        JSONRPC_PARAM_STRING("disk", true, &disk),
-        JSONRPC_PARAM_STRING("id", false, &id),
-        JSONRPC_PARAM_STRING("repository", false, &repo),
+        SDD_BACKUP_PARAMS(&vm, &disk, &id, false, &repo),
         JSONRPC_PARAM_END,
     };
     struct disk_ref ref = { 0 };

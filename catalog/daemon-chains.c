@@ -707,11 +707,8 @@ int sdd_m_backup_verify(void *ctx, struct jsonrpc_conn *conn, json_t *params,
     const char *vm = NULL, *disk = NULL, *id = NULL, *repo = NULL;
     bool with_checksum = false;
     struct jsonrpc_param spec[] = {
-        JSONRPC_PARAM_STRING("vm", true, &vm),
-        JSONRPC_PARAM_STRING("disk", true, &disk),
-        JSONRPC_PARAM_STRING("id", true, &id),
+        SDD_BACKUP_PARAMS(&vm, &disk, &id, true, &repo),
         JSONRPC_PARAM_BOOL("checksum", false, &with_checksum),
-        JSONRPC_PARAM_STRING("repository", false, &repo),
         JSONRPC_PARAM_END,
     };
     struct chain_ref ref = { 0 };

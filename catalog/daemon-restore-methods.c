@@ -96,11 +96,8 @@ int sdd_m_restore_export(void *ctx, struct jsonrpc_conn *conn,
     const char *vm = NULL, *disk = NULL, *id = NULL, *name = NULL;
     const char *repo = NULL;
     struct jsonrpc_param spec[] = {
-        JSONRPC_PARAM_STRING("vm", true, &vm),
-        JSONRPC_PARAM_STRING("disk", true, &disk),
-        JSONRPC_PARAM_STRING("id", true, &id),
+        SDD_BACKUP_PARAMS(&vm, &disk, &id, true, &repo),
         JSONRPC_PARAM_STRING("name", false, &name),
-        JSONRPC_PARAM_STRING("repository", false, &repo),
         JSONRPC_PARAM_END,
     };
     struct sdd_restore_point_ref ref = { 0 };
@@ -187,10 +184,7 @@ int sdd_m_restore_mount(void *ctx, struct jsonrpc_conn *conn,
     struct sdd_daemon *d = ctx;
     const char *vm = NULL, *disk = NULL, *id = NULL, *repo = NULL;
     struct jsonrpc_param spec[] = {
-        JSONRPC_PARAM_STRING("vm", true, &vm),
-        JSONRPC_PARAM_STRING("disk", true, &disk),
-        JSONRPC_PARAM_STRING("id", true, &id),
-        JSONRPC_PARAM_STRING("repository", false, &repo),
+        SDD_BACKUP_PARAMS(&vm, &disk, &id, true, &repo),
         JSONRPC_PARAM_END,
     };
     struct sdd_restore_point_ref ref = { 0 };

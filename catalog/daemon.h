@@ -57,6 +57,15 @@ void sdd_daemon_close(struct sdd_daemon *d);
 /* daemon-methods.c */
 extern const struct jsonrpc_method sdd_methods[];
 
+/* Entries of a method's struct jsonrpc_param table for the params that
+ * name one backup: vm, disk, id (required or not) and repository
+ * (optional: the default one). Each argument is a const char ** . */
+#define SDD_BACKUP_PARAMS(vm, disk, id, id_required, repo)          \
+    JSONRPC_PARAM_STRING("vm", true, (vm)),                         \
+    JSONRPC_PARAM_STRING("disk", true, (disk)),                     \
+    JSONRPC_PARAM_STRING("id", (id_required), (id)),                \
+    JSONRPC_PARAM_STRING("repository", false, (repo))
+
 /* daemon-catalog.c: the repository methods, handlers of sdd_methods. */
 int sdd_m_backup_list(void *ctx, struct jsonrpc_conn *conn, json_t *params,
                       struct jsonrpc_request *req);

@@ -58,20 +58,9 @@ static int print_job_disks(const json_t *job)
         "DISK", "BACKUP", "TYPE", "PARENT", "STATUS", "WRITTEN", "SIZE",
         "PERCENT", "EXPORT",
     };
-    struct ctl_table *t = ctl_table_new(9, headers);
-    const json_t *d;
-    size_t i;
-    int status = CTL_EXIT_OK;
 
-    if (!t)
-        return ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    json_array_foreach(json_object_get(job, "disks"), i, d)
-        if (add_disk_row(t, d) < 0)
-            status = ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    if (status == CTL_EXIT_OK)
-        status = ctl_table_print(t, stdout);
-    ctl_table_free(t);
-    return status;
+    return ctl_print_table(9, headers, json_object_get(job, "disks"),
+                           add_disk_row);
 }
 
 static int print_job(const json_t *job)
@@ -116,27 +105,26 @@ static int add_backup_row(struct ctl_table *t, const json_t *b, bool with_vm)
     return ctl_table_add(t, with_vm ? cells : cells + 1);
 }
 
+static int add_backup_row_with_vm(struct ctl_table *t, const json_t *b)
+{
+    return add_backup_row(t, b, true);
+}
+
+static int add_backup_row_without_vm(struct ctl_table *t, const json_t *b)
+{
+    return add_backup_row(t, b, false);
+}
+
 static int print_backups(const json_t *list, bool with_vm)
 {
     static const char *const headers[] = {
         "VM", "DISK", "ID", "TYPE", "STATUS", "USABLE", "SIZE", "WRITTEN",
         "ALLOCATED", "STARTED", "CHANGE ID",
     };
-    struct ctl_table *t = ctl_table_new(with_vm ? 11 : 10,
-                                        with_vm ? headers : headers + 1);
-    const json_t *b;
-    size_t i;
-    int status = CTL_EXIT_OK;
 
-    if (!t)
-        return ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    json_array_foreach(list, i, b)
-        if (add_backup_row(t, b, with_vm) < 0)
-            status = ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    if (status == CTL_EXIT_OK)
-        status = ctl_table_print(t, stdout);
-    ctl_table_free(t);
-    return status;
+    if (with_vm)
+        return ctl_print_table(11, headers, list, add_backup_row_with_vm);
+    return ctl_print_table(10, headers + 1, list, add_backup_row_without_vm);
 }
 
 static int print_list(const json_t *r)
@@ -189,35 +177,28 @@ static int print_show(const json_t *b)
     return CTL_EXIT_OK;
 }
 
+static int add_job_row(struct ctl_table *t, const json_t *j)
+{
+    char disks[16], started[48], ended[48];
+
+    snprintf(disks, sizeof(disks), "%zu",
+             json_array_size(json_object_get(j, "disks")));
+    ctl_human_time(ctl_str(j, "started_at", NULL), started, sizeof(started));
+    ctl_human_time(ctl_str(j, "ended_at", NULL), ended, sizeof(ended));
+    return ctl_table_add(t, (const char *const[]){
+        ctl_str(j, "job", "?"), ctl_str(j, "vm", "?"), ctl_str(j, "type", "?"),
+        ctl_str(j, "phase", "?"), disks, started, ended,
+    });
+}
+
 static int print_jobs(const json_t *r)
 {
     static const char *const headers[] = {
         "JOB", "VM", "TYPE", "PHASE", "DISKS", "STARTED", "ENDED",
     };
-    struct ctl_table *t = ctl_table_new(7, headers);
-    const json_t *j;
-    size_t i;
-    int status = CTL_EXIT_OK;
 
-    if (!t)
-        return ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    json_array_foreach(json_object_get(r, "jobs"), i, j) {
-        char disks[16], started[48], ended[48];
-
-        snprintf(disks, sizeof(disks), "%zu",
-                 json_array_size(json_object_get(j, "disks")));
-        ctl_human_time(ctl_str(j, "started_at", NULL), started, sizeof(started));
-        ctl_human_time(ctl_str(j, "ended_at", NULL), ended, sizeof(ended));
-        if (ctl_table_add(t, (const char *const[]){
-                ctl_str(j, "job", "?"), ctl_str(j, "vm", "?"),
-                ctl_str(j, "type", "?"), ctl_str(j, "phase", "?"), disks,
-                started, ended }) < 0)
-            status = ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    }
-    if (status == CTL_EXIT_OK)
-        status = ctl_table_print(t, stdout);
-    ctl_table_free(t);
-    return status;
+    return ctl_print_table(7, headers, json_object_get(r, "jobs"),
+                           add_job_row);
 }
 
 /* --- options ------------------------------------------------------------- */
@@ -358,19 +339,14 @@ static int run_spec(struct ctl_ctx *ctx, int argc, char **argv,
                     const struct backup_cmd_spec *s)
 {
     struct backup_opts o = { .cmd = ctx->command, .params = json_object() };
-    int first = 0, n, max = 0, status;
+    const struct ctl_params_spec spec = {
+        s->longopts, on_option, &o, s->names, s->min_args,
+    };
+    int status;
 
     if (!o.params)
         return ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    while (s->names[max])
-        max++;
-    status = ctl_parse_options(ctx, argc, argv, NULL, s->longopts, on_option,
-                               &o, &first);
-    n = argc - first;
-    if (status == 0)
-        status = ctl_check_args(ctx, n, s->min_args, max);
-    for (int i = 0; status == 0 && i < n; i++)
-        status = set_param(&o, s->names[i], json_string(argv[first + i]));
+    status = ctl_parse_params(ctx, argc, argv, &spec, o.params);
     for (int i = 0; i < 2 && status == 0 && s->required[i][0]; i++)
         if (!json_object_get(o.params, s->required[i][0]))
             status = ctl_fail(CTL_EXIT_USAGE, "%s: %s is required (see '%s "
@@ -465,19 +441,7 @@ static int run_status(struct ctl_ctx *ctx, int argc, char **argv)
 static int run_jobs(struct ctl_ctx *ctx, int argc, char **argv)
 {
     /* job.list takes no params at all, not even an empty object. */
-    static const struct option longopts[] = {
-        CTL_COMMON_OPTIONS,
-        { NULL, 0, NULL, 0 },
-    };
-    int first, status;
-
-    status = ctl_parse_options(ctx, argc, argv, NULL, longopts, NULL, NULL,
-                               &first);
-    if (status == 0)
-        status = ctl_check_args(ctx, argc - first, 0, 0);
-    if (status != 0)
-        return status;
-    return ctl_call_and_print(ctx, false, "job.list", NULL, print_jobs);
+    return ctl_run_plain(ctx, argc, argv, false, "job.list", print_jobs);
 }
 
 static const struct ctl_cmd cmds[] = {

@@ -30,37 +30,14 @@ static int print_list(const json_t *r)
         "ID", "EXPORT", "PEER", "LISTENER", "TLS", "SINCE", "REQUESTS",
         "STATE",
     };
-    struct ctl_table *t = ctl_table_new(8, headers);
-    const json_t *c;
-    size_t i;
-    int status = CTL_EXIT_OK;
 
-    if (!t)
-        return ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    json_array_foreach(json_object_get(r, "connections"), i, c)
-        if (add_connection_row(t, c) < 0)
-            status = ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    if (status == CTL_EXIT_OK)
-        status = ctl_table_print(t, stdout);
-    ctl_table_free(t);
-    return status;
+    return ctl_print_table(8, headers, json_object_get(r, "connections"),
+                           add_connection_row);
 }
 
 static int run_list(struct ctl_ctx *ctx, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CTL_COMMON_OPTIONS,
-        { NULL, 0, NULL, 0 },
-    };
-    int first, status;
-
-    status = ctl_parse_options(ctx, argc, argv, NULL, longopts, NULL, NULL,
-                               &first);
-    if (status == 0)
-        status = ctl_check_args(ctx, argc - first, 0, 0);
-    if (status != 0)
-        return status;
-    return ctl_call_and_print(ctx, true, "connection.list", NULL, print_list);
+    return ctl_run_plain(ctx, argc, argv, true, "connection.list", print_list);
 }
 
 static int print_closed(const json_t *r)
@@ -71,18 +48,11 @@ static int print_closed(const json_t *r)
 
 static int run_close(struct ctl_ctx *ctx, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CTL_COMMON_OPTIONS,
-        { NULL, 0, NULL, 0 },
-    };
     unsigned long long id;
     char *end;
     int first, status;
 
-    status = ctl_parse_options(ctx, argc, argv, NULL, longopts, NULL, NULL,
-                               &first);
-    if (status == 0)
-        status = ctl_check_args(ctx, argc - first, 1, 1);
+    status = ctl_parse_plain(ctx, argc, argv, 1, &first);
     if (status != 0)
         return status;
     errno = 0;

@@ -29,20 +29,9 @@ static int print_list(const json_t *r)
     static const char *const headers[] = {
         "NAME", "STATE", "FORMAT", "MODE", "SIZE", "CLIENTS", "PATH",
     };
-    struct ctl_table *t = ctl_table_new(7, headers);
-    const json_t *e;
-    size_t i;
-    int status = CTL_EXIT_OK;
 
-    if (!t)
-        return ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    json_array_foreach(json_object_get(r, "exports"), i, e)
-        if (add_export_row(t, e) < 0)
-            status = ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    if (status == CTL_EXIT_OK)
-        status = ctl_table_print(t, stdout);
-    ctl_table_free(t);
-    return status;
+    return ctl_print_table(7, headers, json_object_get(r, "exports"),
+                           add_export_row);
 }
 
 static void print_size_field(const char *key, const json_t *obj,
@@ -127,23 +116,11 @@ static int print_stats_list(const json_t *r)
         "NAME", "CLIENTS", "READ", "WRITTEN", "ZEROED", "TRIMMED", "ERRORS",
         "LAST ACTIVITY",
     };
-    struct ctl_table *t;
-    const json_t *e;
-    size_t i;
-    int status = CTL_EXIT_OK;
 
     if (!json_object_get(r, "exports"))      /* one export was asked for */
         return print_one(r);
-    t = ctl_table_new(8, headers);
-    if (!t)
-        return ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    json_array_foreach(json_object_get(r, "exports"), i, e)
-        if (add_stats_row(t, e) < 0)
-            status = ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    if (status == CTL_EXIT_OK)
-        status = ctl_table_print(t, stdout);
-    ctl_table_free(t);
-    return status;
+    return ctl_print_table(8, headers, json_object_get(r, "exports"),
+                           add_stats_row);
 }
 
 static int print_done(const json_t *r)
@@ -240,19 +217,14 @@ static int run_spec(struct ctl_ctx *ctx, int argc, char **argv,
                     const struct export_cmd_spec *s)
 {
     struct export_opts o = { .params = json_object() };
-    int first = 0, n, max = 0, status;
+    const struct ctl_params_spec spec = {
+        s->longopts, on_option, &o, s->names, s->min_args,
+    };
+    int status;
 
     if (!o.params)
         return ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    while (s->names[max])
-        max++;
-    status = ctl_parse_options(ctx, argc, argv, NULL, s->longopts, on_option,
-                               &o, &first);
-    n = argc - first;
-    if (status == 0)
-        status = ctl_check_args(ctx, n, s->min_args, max);
-    for (int i = 0; status == 0 && i < n; i++)
-        status = set_param(&o, s->names[i], json_string(argv[first + i]));
+    status = ctl_parse_params(ctx, argc, argv, &spec, o.params);
     if (status != 0) {
         json_decref(o.params);
         return status;

@@ -55,32 +55,15 @@ static int print_reload(const json_t *r)
     return CTL_EXIT_OK;
 }
 
-static int run_no_args(struct ctl_ctx *ctx, int argc, char **argv,
-                       const char *method, ctl_human_fn *human)
-{
-    static const struct option longopts[] = {
-        CTL_COMMON_OPTIONS,
-        { NULL, 0, NULL, 0 },
-    };
-    int first, status;
-
-    status = ctl_parse_options(ctx, argc, argv, NULL, longopts, NULL, NULL,
-                               &first);
-    if (status == 0)
-        status = ctl_check_args(ctx, argc - first, 0, 0);
-    if (status != 0)
-        return status;
-    return ctl_call_and_print(ctx, true, method, NULL, human);
-}
-
 static int run_info(struct ctl_ctx *ctx, int argc, char **argv)
 {
-    return run_no_args(ctx, argc, argv, "server.info", print_info);
+    return ctl_run_plain(ctx, argc, argv, true, "server.info", print_info);
 }
 
 static int run_reload(struct ctl_ctx *ctx, int argc, char **argv)
 {
-    return run_no_args(ctx, argc, argv, "server.reload", print_reload);
+    return ctl_run_plain(ctx, argc, argv, true, "server.reload",
+                         print_reload);
 }
 
 static const struct ctl_cmd cmds[] = {

@@ -142,17 +142,10 @@ static int poll_once(const struct ctl_ctx *ctx, const char *job_id, bool tty,
 
 int ctl_backup_watch(struct ctl_ctx *ctx, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CTL_COMMON_OPTIONS,
-        { NULL, 0, NULL, 0 },
-    };
     int first, status, outcome = -1;
     bool tty;
 
-    status = ctl_parse_options(ctx, argc, argv, NULL, longopts, NULL, NULL,
-                               &first);
-    if (status == 0)
-        status = ctl_check_args(ctx, argc - first, 1, 1);
+    status = ctl_parse_plain(ctx, argc, argv, 1, &first);
     if (status != 0)
         return status;
     tty = isatty(STDOUT_FILENO) && !ctx->json;

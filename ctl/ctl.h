@@ -100,6 +100,29 @@ int ctl_parse_options(struct ctl_ctx *ctx, int argc, char **argv,
 /* Usage error unless the command got between min and max positional
  * arguments. */
 int ctl_check_args(const struct ctl_ctx *ctx, int n, int min, int max);
+/* How a command line becomes a method's params: options through on_opt
+ * (may be NULL) with arg, then between min_args and as many positional
+ * arguments as names has (NULL-ended), each set as params[names[i]]. */
+struct ctl_params_spec {
+    const struct option *longopts;
+    ctl_opt_fn *on_opt;
+    void *arg;
+    const char *const *names;
+    int min_args;
+};
+/* Fills params (borrowed) as spec says. 0, or an exit status after
+ * reporting. */
+int ctl_parse_params(struct ctl_ctx *ctx, int argc, char **argv,
+                     const struct ctl_params_spec *spec, json_t *params);
+/* For a command with only the common options: ctl_parse_options, then
+ * exactly nargs positional arguments from argv[*first_arg]. */
+int ctl_parse_plain(struct ctl_ctx *ctx, int argc, char **argv, int nargs,
+                    int *first_arg);
+/* The whole run() of a command that takes no arguments and no options
+ * of its own: method is called without params (ctl_call_and_print). */
+typedef int ctl_human_fn(const json_t *result);
+int ctl_run_plain(struct ctl_ctx *ctx, int argc, char **argv, bool nbd,
+                  const char *method, ctl_human_fn *human);
 
 /* rpc.c */
 enum {
@@ -149,9 +172,15 @@ void ctl_table_free(struct ctl_table *t);
 /* key: value lines for one object, keys padded to the same width. */
 void ctl_print_field(const char *key, const char *value);
 
+/* A table with one row per element of the JSON array items: add_row
+ * turns an element into ctl_table_add() of its cells (0 or -ENOMEM).
+ * Returns an exit status, having reported any failure. */
+typedef int ctl_row_fn(struct ctl_table *t, const json_t *item);
+int ctl_print_table(size_t ncols, const char *const *headers,
+                    const json_t *items, ctl_row_fn *add_row);
+
 /* Call, then print the result as JSON (--json) or with human(); the
  * usual body of a command. human may be NULL (JSON always). */
-typedef int ctl_human_fn(const json_t *result);
 int ctl_call_and_print(const struct ctl_ctx *ctx, bool nbd,
                        const char *method, json_t *params,
                        ctl_human_fn *human);

@@ -110,34 +110,21 @@ static struct option *build_longopts(const struct ctl_forward *f)
     return opts;
 }
 
-static int positional_params(const struct ctl_forward *f, json_t *params,
-                             int n, char **args)
-{
-    for (int i = 0; i < n; i++)
-        if (json_object_set_new(params, f->args[i], json_string(args[i])) < 0)
-            return ctl_fail(CTL_EXIT_ERROR, "out of memory");
-    return 0;
-}
-
 int ctl_run_forward(struct ctl_ctx *ctx, int argc, char **argv,
                     const struct ctl_forward *f)
 {
     struct forward_state st = { f, ctx->command, json_object() };
     struct option *longopts = build_longopts(f);
-    int first = 0, max = 0, status;
+    const struct ctl_params_spec spec = {
+        longopts, on_option, &st, f->args, f->min_args,
+    };
+    int status;
 
     if (!st.params || !longopts) {
         status = ctl_fail(CTL_EXIT_ERROR, "out of memory");
         goto out_free;
     }
-    while (f->args[max])
-        max++;
-    status = ctl_parse_options(ctx, argc, argv, NULL, longopts, on_option,
-                               &st, &first);
-    if (status == 0)
-        status = ctl_check_args(ctx, argc - first, f->min_args, max);
-    if (status == 0)
-        status = positional_params(f, st.params, argc - first, argv + first);
+    status = ctl_parse_params(ctx, argc, argv, &spec, st.params);
     if (status == 0) {
         status = call_forward(ctx, f, st.params);
         st.params = NULL;           /* the call took it */

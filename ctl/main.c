@@ -165,6 +165,53 @@ int ctl_check_args(const struct ctl_ctx *ctx, int n, int min, int max)
     return 0;
 }
 
+int ctl_parse_params(struct ctl_ctx *ctx, int argc, char **argv,
+                     const struct ctl_params_spec *spec, json_t *params)
+{
+    int first = 0, n, max = 0, status;
+
+    while (spec->names[max])
+        max++;
+    status = ctl_parse_options(ctx, argc, argv, NULL, spec->longopts,
+                               spec->on_opt, spec->arg, &first);
+    if (status != 0)
+        return status;
+    n = argc - first;
+    status = ctl_check_args(ctx, n, spec->min_args, max);
+    for (int i = 0; status == 0 && i < n; i++)
+        if (json_object_set_new(params, spec->names[i],
+                                json_string(argv[first + i])) < 0)
+            status = ctl_fail(CTL_EXIT_ERROR, "out of memory");
+    return status;
+}
+
+int ctl_parse_plain(struct ctl_ctx *ctx, int argc, char **argv, int nargs,
+                    int *first_arg)
+{
+    static const struct option longopts[] = {
+        CTL_COMMON_OPTIONS,
+        { NULL, 0, NULL, 0 },
+    };
+    int status;
+
+    status = ctl_parse_options(ctx, argc, argv, NULL, longopts, NULL, NULL,
+                               first_arg);
+    if (status != 0)
+        return status;
+    return ctl_check_args(ctx, argc - *first_arg, nargs, nargs);
+}
+
+int ctl_run_plain(struct ctl_ctx *ctx, int argc, char **argv, bool nbd,
+                  const char *method, ctl_human_fn *human)
+{
+    int first, status;
+
+    status = ctl_parse_plain(ctx, argc, argv, 0, &first);
+    if (status != 0)
+        return status;
+    return ctl_call_and_print(ctx, nbd, method, NULL, human);
+}
+
 /* Global options before the group; returns 0 and the group's index. */
 static int parse_global(struct ctl_ctx *ctx, int argc, char **argv,
                         int *group_index)

@@ -194,6 +194,27 @@ void ctl_table_free(struct ctl_table *t)
     free(t);
 }
 
+int ctl_print_table(size_t ncols, const char *const *headers,
+                    const json_t *items, ctl_row_fn *add_row)
+{
+    struct ctl_table *t = ctl_table_new(ncols, headers);
+    const json_t *item;
+    size_t i;
+    int status = CTL_EXIT_OK;
+
+    if (!t)
+        return ctl_fail(CTL_EXIT_ERROR, "out of memory");
+    json_array_foreach(items, i, item)
+        if (add_row(t, item) < 0) {
+            status = ctl_fail(CTL_EXIT_ERROR, "out of memory");
+            break;
+        }
+    if (status == CTL_EXIT_OK)
+        status = ctl_table_print(t, stdout);
+    ctl_table_free(t);
+    return status;
+}
+
 /* --- the usual command body ---------------------------------------------- */
 
 int ctl_call_and_print(const struct ctl_ctx *ctx, bool nbd,

@@ -2,14 +2,18 @@
 # running sendensed next to a sendense-nbd started by srv_start.
 #
 # sdd_config [YAML...]   write the config of the next sdd_start (sockets
-#                        of the running sendense-nbd, repository $REPO,
-#                        restore_runtime_dir $SDD_DIR/restore)
+#                        of the running sendense-nbd, the repositories
+#                        $SDD_REPOSITORIES or else "main" at $REPO,
+#                        restore_runtime_dir $SDD_DIR/restore) and the
+#                        YAML lines given
 # sdd_start / sdd_stop / sdd_kill   start and wait for its socket;
 #                        SIGTERM (exit 0, no sanitizer report); SIGKILL
 # sdd_rpc METHOD [JSON]  the result (fails the test on an error)
 # sdd_error METHOD JSON  the call must fail: prints its error object
 # jget EXPR / jcheck EXPR   read the JSON on stdin with a python
 #                        expression over r (jcheck: exit status)
+# write_blocks URI FILE BLOCK...   write those 64 KiB blocks of FILE at
+#                        the same offsets through NBD (python3-libnbd)
 #
 # Sets SDD_DIR SDD_SOCK SDD_LOG REPO SDD_PID and SENDENSED.
 
@@ -42,12 +46,13 @@ sys.exit(0 if eval(sys.argv[1], {"r": r, "env": os.environ}) else 1)' "$1"
 }
 
 sdd_config() {
-    local line
+    local line repos=${SDD_REPOSITORIES:-}
+    [ -n "$repos" ] || repos="[{name: main, path: $REPO}]"
     {
         echo "control_socket: $SDD_SOCK"
         echo "nbd_control_socket: $SRV_CTL"
         echo "nbd_uri_base: \"nbd+unix:///{name}?socket=$SRV_SOCK\""
-        echo "repositories: [{name: main, path: $REPO}]"
+        echo "repositories: $repos"
         echo "restore_runtime_dir: $SDD_DIR/restore"
         for line in "$@"; do echo "$line"; done
     } > "$SDD_DIR/sendensed.yaml"
@@ -106,4 +111,18 @@ sdd_error() {
         fail "sendensed $1 $2 succeeded"
     fi
     printf '%s\n' "$err"
+}
+
+write_blocks() {
+    "$PYTHON" - "$@" <<'EOF' || fail "writing blocks through NBD"
+import nbd, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+with open(sys.argv[2], "rb") as f:
+    for b in sys.argv[3:]:
+        f.seek(int(b) * 65536)
+        h.pwrite(f.read(65536), int(b) * 65536)
+h.flush()
+h.shutdown()
+EOF
 }

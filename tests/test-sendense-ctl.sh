@@ -12,67 +12,13 @@
 . "$top_srcdir/tests/server-lib.sh"
 requires nbdcopy qemu-img
 
-SENDENSED=${SENDENSED:-$(cd "$top_builddir/catalog" 2>/dev/null && pwd)/sendensed}
+. "$top_srcdir/tests/sendensed-lib.sh"
+
 CTL_BIN=${SENDENSE_CTL:-$(cd "$top_builddir/ctl" 2>/dev/null && pwd)/sendense-ctl}
-for bin in "$SENDENSED" "$CTL_BIN"; do
-    if [ ! -x "$bin" ]; then
-        echo "$0: ERROR: $bin was not built" >&2
-        exit 99
-    fi
-done
-
-SDD_DIR=$scratch/sdd
-SDD_SOCK=$SDD_DIR/sendensed.sock
-SDD_LOG=$SDD_DIR/sendensed.log
-REPO=$scratch/repo
-SDD_PID=
-mkdir -p "$SDD_DIR"
-
-# jcheck EXPR: exit status 0 when EXPR (python; r is the JSON on stdin,
-# env the environment) is true.
-jcheck() {
-    "$PYTHON" -c '
-import json, os, sys
-r = json.load(sys.stdin)
-sys.exit(0 if eval(sys.argv[1], {"r": r, "env": os.environ}) else 1)' "$1"
-}
-# jget EXPR: EXPR of the JSON on stdin printed; strings bare.
-jget() {
-    "$PYTHON" -c '
-import json, sys
-r = json.load(sys.stdin)
-v = eval(sys.argv[1])
-print(v if isinstance(v, str) else json.dumps(v))' "$1"
-}
-
-sdd_start() {
-    local i
-    {
-        echo "control_socket: $SDD_SOCK"
-        echo "nbd_control_socket: $SRV_CTL"
-        echo "nbd_uri_base: \"nbd+unix:///{name}?socket=$SRV_SOCK\""
-        echo "repositories: [{name: main, path: $REPO}]"
-    } > "$SDD_DIR/sendensed.yaml"
-    "$SENDENSED" --foreground -c "$SDD_DIR/sendensed.yaml" >> "$SDD_LOG" 2>&1 &
-    SDD_PID=$!
-    for i in $(seq 1 200); do
-        if [ -S "$SDD_SOCK" ] && $NBD_RPC "$SDD_SOCK" daemon.info >/dev/null 2>&1; then
-            return 0
-        fi
-        kill -0 "$SDD_PID" 2>/dev/null || { cat "$SDD_LOG" >&2; fail "sendensed exited at start"; }
-        sleep 0.05
-    done
-    cat "$SDD_LOG" >&2
-    fail "sendensed did not come up"
-}
-sdd_kill() {
-    if [ -n "$SDD_PID" ] && kill -0 "$SDD_PID" 2>/dev/null; then
-        kill -KILL "$SDD_PID"
-        wait "$SDD_PID" 2>/dev/null
-    fi
-    SDD_PID=
-}
-cleanup_fn sdd_kill
+if [ ! -x "$CTL_BIN" ]; then
+    echo "$0: ERROR: $CTL_BIN was not built" >&2
+    exit 99
+fi
 
 # The tool finds both daemons through the environment; --socket and
 # --nbd-socket are tested on their own below.
@@ -124,6 +70,7 @@ sys.exit(1)' "$@"
 }
 
 srv_start
+sdd_config
 sdd_start
 
 # --- help on every level --------------------------------------------------
@@ -357,11 +304,5 @@ rc=0
 grep -q "^$JOB3 failed " "$scratch/watch3.out" || fail "backup watch: $(cat "$scratch/watch3.out")"
 row_has "$(ctl backup list --vm ctx-c2)" ctx-c2 disk0 failed no || fail "failed backup not listed"
 
-kill -TERM "$SDD_PID"
-wait "$SDD_PID" || fail "sendensed exited with status $? after SIGTERM"
-SDD_PID=
-if grep -E "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$SDD_LOG" >/dev/null; then
-    cat "$SDD_LOG" >&2
-    fail "sanitizer report in the sendensed log"
-fi
+sdd_stop
 srv_stop

@@ -17,126 +17,24 @@ requires nbdcopy qemu-img
 "$PYTHON" -c 'import nbd' 2>/dev/null ||
     { echo "$0: SKIP: $PYTHON has no nbd module (python3-libnbd)"; exit 77; }
 
-SENDENSED=${SENDENSED:-$(cd "$top_builddir/catalog" 2>/dev/null && pwd)/sendensed}
-if [ ! -x "$SENDENSED" ]; then
-    echo "$0: ERROR: $SENDENSED was not built" >&2
-    exit 99
-fi
+. "$top_srcdir/tests/sendensed-lib.sh"
 ulimit -c 0     # the crash steps abort() on purpose
 
 # --- helpers ---------------------------------------------------------------
 
-SDD_DIR=$scratch/sdd
-SDD_SOCK=$SDD_DIR/sendensed.sock
-SDD_LOG=$SDD_DIR/sendensed.log
-REPO=$scratch/repo          # consolidation: commit (the default)
+# REPO (sendensed-lib.sh) is "main": consolidation commit (the default).
 REPO_S=$scratch/repo-syn    # consolidation: synthetic
 REPO_R=$scratch/repo-ret    # retention keep_last: 2, applied after backups
+SDD_REPOSITORIES="[{name: main, path: $REPO},
+    {name: syn, path: $REPO_S, consolidation: synthetic},
+    {name: ret, path: $REPO_R, retention: {keep_last: 2}}]"
 SAVED=$scratch/saved        # SAVED/<vm>/<stamp>.raw: each point's content
-SDD_PID=
-mkdir -p "$SDD_DIR" "$SAVED"
+mkdir -p "$SAVED"
 MiB=$((1024 * 1024))
-
-# jget EXPR: EXPR (python over the JSON r on stdin) printed; strings bare.
-jget() {
-    "$PYTHON" -c '
-import json, sys
-r = json.load(sys.stdin)
-v = eval(sys.argv[1])
-print(v if isinstance(v, str) else json.dumps(v))' "$1"
-}
-
-# jcheck EXPR: exit status 0 when EXPR holds for the JSON r on stdin.
-jcheck() {
-    "$PYTHON" -c '
-import json, os, sys
-r = json.load(sys.stdin)
-sys.exit(0 if eval(sys.argv[1], {"r": r, "env": os.environ}) else 1)' "$1"
-}
-
-sdd_config() {
-    {
-        echo "control_socket: $SDD_SOCK"
-        echo "nbd_control_socket: $SRV_CTL"
-        echo "nbd_uri_base: \"nbd+unix:///{name}?socket=$SRV_SOCK\""
-        echo "repositories:"
-        echo "  - {name: main, path: $REPO}"
-        echo "  - {name: syn, path: $REPO_S, consolidation: synthetic}"
-        echo "  - {name: ret, path: $REPO_R, retention: {keep_last: 2}}"
-    } > "$SDD_DIR/sendensed.yaml"
-}
-
-# sdd_start: start sendensed (the environment passes on, e.g.
-# SENDENSED_TEST_CRASH_AT) and wait until it answers.
-sdd_start() {
-    local i
-    "$SENDENSED" --foreground -c "$SDD_DIR/sendensed.yaml" >> "$SDD_LOG" 2>&1 &
-    SDD_PID=$!
-    for i in $(seq 1 400); do
-        if [ -S "$SDD_SOCK" ] && $NBD_RPC "$SDD_SOCK" daemon.info >/dev/null 2>&1; then
-            return 0
-        fi
-        kill -0 "$SDD_PID" 2>/dev/null || { tail -20 "$SDD_LOG" >&2; fail "sendensed exited at start"; }
-        sleep 0.05
-    done
-    tail -20 "$SDD_LOG" >&2
-    fail "sendensed did not come up"
-}
-
-sdd_kill() {
-    if [ -n "$SDD_PID" ] && kill -0 "$SDD_PID" 2>/dev/null; then
-        kill -KILL "$SDD_PID"
-        wait "$SDD_PID" 2>/dev/null
-    fi
-    SDD_PID=
-}
-cleanup_fn sdd_kill
-
-sdd_stop() {
-    local rc=0
-    kill -TERM "$SDD_PID"
-    wait "$SDD_PID" || rc=$?
-    SDD_PID=
-    if grep -E "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$SDD_LOG" >/dev/null; then
-        cat "$SDD_LOG" >&2
-        fail "sanitizer report in the sendensed log"
-    fi
-    [ "$rc" = 0 ] || { tail -20 "$SDD_LOG" >&2; fail "sendensed exited with status $rc"; }
-}
-
-sdd_rpc() {
-    local out
-    out=$($NBD_RPC "$SDD_SOCK" "$@") || { tail -5 "$SDD_LOG" >&2; fail "sendensed call $* failed"; }
-    printf '%s\n' "$out"
-}
-
-# sdd_error METHOD JSON: the call must fail; prints its error object.
-sdd_error() {
-    local err
-    if err=$($NBD_RPC "$SDD_SOCK" "$1" "$2" 2>&1 >/dev/null); then
-        fail "sendensed $1 $2 succeeded"
-    fi
-    printf '%s\n' "$err"
-}
 
 # repo_of REPONAME: its path.
 repo_of() {
     case $1 in syn) echo "$REPO_S" ;; ret) echo "$REPO_R" ;; *) echo "$REPO" ;; esac
-}
-
-# write_blocks URI FILE BLOCK...: write those 64 KiB blocks of FILE.
-write_blocks() {
-    "$PYTHON" - "$@" <<'EOF' || fail "writing blocks through NBD"
-import nbd, sys
-h = nbd.NBD()
-h.connect_uri(sys.argv[1])
-with open(sys.argv[2], "rb") as f:
-    for b in sys.argv[3:]:
-        f.seek(int(b) * 65536)
-        h.pwrite(f.read(65536), int(b) * 65536)
-h.flush()
-h.shutdown()
-EOF
 }
 
 # backup REPONAME VM SIZE: one backup of disk0 of VM (a full when VM has

@@ -139,18 +139,7 @@ echo "$start" | jcheck '(r["type"] == "auto" and
 JOB2=$(echo "$start" | jget 'r["job"]')
 INCR=$(echo "$start" | jget 'r["disks"][0]["backup_id"]')
 
-"$PYTHON" - "$(echo "$start" | jget 'r["disks"][0]["uri"]')" "$scratch/src0b" $blocks <<'EOF' ||
-import nbd, sys
-h = nbd.NBD()
-h.connect_uri(sys.argv[1])
-with open(sys.argv[2], "rb") as f:
-    for b in sys.argv[3:]:
-        f.seek(int(b) * 65536)
-        h.pwrite(f.read(65536), int(b) * 65536)
-h.flush()
-h.shutdown()
-EOF
-    fail "writing the changed blocks"
+write_blocks "$(echo "$start" | jget 'r["disks"][0]["uri"]')" "$scratch/src0b" $blocks
 
 done2=$(sdd_rpc backup.complete "{\"job\": \"$JOB2\", \"change_ids\": {\"disk0\": \"cid-0b\"}}")
 echo "$done2" | jcheck 'r["phase"] == "completed"' || fail "complete incremental: $done2"
