@@ -87,11 +87,15 @@ dos_uri=$(srv_unix_uri dos)
 # LOOP_GET_STATUS64: on a stuck FUSE file it blocks.)
 our_loops() {
     local f b
+    # The kernel names the backing file from the reader's root: under a
+    # chroot (a fresh-Debian check runs the suite in one) the FUSE file
+    # of nbdfuse's namespace is reached from the global root, so the
+    # chroot's own folder comes first.
     for f in /sys/block/loop*/loop/backing_file; do
         [ -e "$f" ] || continue
         b=$(cat "$f" 2>/dev/null) || continue
         case $b in
-        "$rt"/* | /disk) echo "${f%/loop/backing_file} $b" ;;
+        *"$rt"/* | /disk) echo "${f%/loop/backing_file} $b" ;;
         esac
     done
 }
