@@ -68,12 +68,22 @@ int cat_consolidation_parse(const char *text, enum cat_consolidation *out)
     return -EINVAL;
 }
 
-void cat_test_crash_point(const char *step)
+void cat_test_point(const char *step)
 {
     const char *at = getenv("SENDENSED_TEST_CRASH_AT");
+    const char *pause = getenv("SENDENSED_TEST_PAUSE_AT");
+    const char *file = getenv("SENDENSED_TEST_PAUSE_FILE");
+    int fd;
 
     if (at && strcmp(at, step) == 0)
         abort();
+    if (!pause || !file || strcmp(pause, step) != 0)
+        return;
+    fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+    while (fd >= 0 && access(file, F_OK) == 0)
+        usleep(20 * 1000);
 }
 
 /* --- files ------------------------------------------------------------ */
@@ -395,12 +405,12 @@ static int remove_old(const char *dir, const struct journal *j,
         ret = remove_file(dir, j->full, CAT_SIDECAR_EXT, err);
     if (ret < 0)
         return ret;
-    cat_test_crash_point("remove-sidecars");
+    cat_test_point("remove-sidecars");
     ret = remove_file(dir, j->incr, CAT_IMAGE_EXT, err);
     if (ret == 0)
         ret = remove_file(dir, j->full, CAT_IMAGE_EXT, err);
     if (ret == 0)
-        cat_test_crash_point("remove-images");
+        cat_test_point("remove-images");
     return ret;
 }
 
@@ -419,16 +429,16 @@ static int run_switch(const char *dir, const struct journal *j,
     if (j->mode == CAT_CONSOLIDATE_COMMIT) {
         ret = link_step(dir, j, err);
         if (ret == 0)
-            cat_test_crash_point("link");
+            cat_test_point("link");
         if (ret == 0)
             ret = new_sidecar_step(dir, j, err);
         if (ret == 0)
-            cat_test_crash_point("new-sidecar");
+            cat_test_point("new-sidecar");
     }
     for (size_t i = 0; ret == 0 && i < j->nchildren; i++)
         ret = repoint_child(dir, j, j->children[i], err);
     if (ret == 0)
-        cat_test_crash_point("children");
+        cat_test_point("children");
     if (ret == 0)
         ret = remove_old(dir, j, err);
     if (ret == 0)
@@ -444,22 +454,22 @@ static int run_work(const char *dir, struct journal *j, struct sd_error *err)
     if (j->mode == CAT_CONSOLIDATE_COMMIT) {
         ret = commit_step(dir, j, err);
         if (ret == 0)
-            cat_test_crash_point("commit");
+            cat_test_point("commit");
     } else {
         ret = convert_step(dir, j, err);
         if (ret == 0)
-            cat_test_crash_point("convert");
+            cat_test_point("convert");
         if (ret == 0)
             ret = new_sidecar_step(dir, j, err);
         if (ret == 0)
-            cat_test_crash_point("new-sidecar");
+            cat_test_point("new-sidecar");
     }
     if (ret < 0)
         return ret;
     j->phase = PHASE_SWITCH;
     ret = journal_write(dir, j, err);
     if (ret == 0)
-        cat_test_crash_point("switch");
+        cat_test_point("switch");
     return ret;
 }
 
@@ -538,7 +548,7 @@ int cat_consolidate(const struct cat_disk *d, const struct cat_backup *full,
     if (ret == 0)
         ret = journal_write(d->dir, &j, err);
     if (ret == 0) {
-        cat_test_crash_point("journal");
+        cat_test_point("journal");
         ret = run_work(d->dir, &j, err);
     }
     if (ret < 0 && j.phase == PHASE_WORK && mode == CAT_CONSOLIDATE_SYNTHETIC) {

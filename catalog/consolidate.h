@@ -22,8 +22,10 @@
  * describes. The crash analysis, step by step: docs/CONSOLIDATION.md.
  *
  * For tests, SENDENSED_TEST_CRASH_AT=<step> makes the process abort()
- * right after that step (names in docs/CONSOLIDATION.md); only honoured
- * when set.
+ * right after that step (names in docs/CONSOLIDATION.md), and
+ * SENDENSED_TEST_PAUSE_AT=<step> with SENDENSED_TEST_PAUSE_FILE=<path>
+ * makes the consolidation create that file after the step and wait
+ * until somebody removes it; only honoured when set.
  */
 #ifndef SENDENSE_CATALOG_CONSOLIDATE_H
 #define SENDENSE_CATALOG_CONSOLIDATE_H
@@ -52,7 +54,7 @@ int cat_consolidate(const struct cat_disk *d, const struct cat_backup *full,
  * folder dir. 0 when there was none, 1 when one was resolved. */
 int cat_consolidate_recover(const char *dir, struct sd_error *err);
 
-/* abort() when SENDENSED_TEST_CRASH_AT names step (tests only). */
-void cat_test_crash_point(const char *step);
+/* abort() or pause when the test variables above name step. */
+void cat_test_point(const char *step);
 
 #endif

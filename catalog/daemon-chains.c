@@ -5,10 +5,15 @@
  * run after each completed backup; and, at start, the recovery of
  * consolidations a killed daemon left half done.
  *
+ * delete, prune, verify and the prune after a backup run as tasks
+ * (daemon-tasks.h), in a thread of their own: they may rewrite gigabytes.
+ * A task holds the VM it works on, which keeps jobs (and other tasks)
+ * off it; code below marked "task" runs in that thread and touches only
+ * its arguments, the config and the holds.
+ *
  * Every change starts from a fresh scan of the repository and refuses a
- * disk that is in use: a running job of the VM, or a sendense-nbd
- * export of a file in the disk's folder (restore, or a client reading a
- * point). Removing a backup removes its sidecar first, durably, then
+ * disk that is in use: the VM held by a job, or a sendense-nbd export of
+ * a file in the disk's folder (restore, or a client reading a point). Removing a backup removes its sidecar first, durably, then
  * its image: a crash in between leaves an image without sidecar, which
  * the scan reports and repo.cleanup removes, never a listed backup
  * without its data.
@@ -92,21 +97,17 @@ static bool export_in(json_t *e, const char *dir)
     return in;
 }
 
-/* -EBUSY when the VM has a running job or an export reads or writes a
- * file of the disk's folder. A sendense-nbd that does not answer has no
+/* -EBUSY when an export reads or writes a file of the disk's folder (the
+ * VM's hold keeps jobs away). A sendense-nbd that does not answer has no
  * export open. */
-static int disk_busy(const struct sdd_daemon *d, const char *vm,
+static int disk_busy(const struct sdd_config *cfg, const char *vm,
                      const struct cat_disk *disk, struct sd_error *err)
 {
-    const struct sdd_job *job = sdd_jobs_running_for(&d->jobs, vm);
     json_t *res = NULL, *e;
     size_t i;
     int ret;
 
-    if (job)
-        return sd_error_set(err, -EBUSY, "busy: VM %s has a running job "
-                            "(%s)", vm, job->id);
-    ret = nbdc_call(d->cfg->nbd_control_socket, "export.list", NULL, &res,
+    ret = nbdc_call(cfg->nbd_control_socket, "export.list", NULL, &res,
                     err);
     if (ret == -ENOTCONN) {
         sd_error_clear(err);
@@ -254,7 +255,8 @@ static int merge_away(struct chain_ref *ref, const struct cat_backup *b,
 
 enum delete_mode { DELETE_REFUSE, DELETE_MERGE, DELETE_CASCADE };
 
-static int delete_on_disk(struct sdd_daemon *d, struct chain_ref *ref,
+static int delete_on_disk(const struct sdd_config *cfg,
+                          struct chain_ref *ref,
                           const char *vm, const char *id,
                           enum delete_mode mode, json_t *res,
                           struct sd_error *err)
@@ -265,7 +267,7 @@ static int delete_on_disk(struct sdd_daemon *d, struct chain_ref *ref,
     if (!b)
         return sd_error_set(err, -ENOENT, "disk %s of VM %s has no backup "
                             "\"%.64s\"", ref->disk->name, vm, id);
-    ret = disk_busy(d, vm, ref->disk, err);
+    ret = disk_busy(cfg, vm, ref->disk, err);
     if (ret == 0 && mode == DELETE_REFUSE)
         ret = cat_disk_can_delete(ref->disk, b, err);
     if (ret < 0)
@@ -275,13 +277,14 @@ static int delete_on_disk(struct sdd_daemon *d, struct chain_ref *ref,
     return merge_away(ref, b, ref->repo->consolidation, res, err);
 }
 
+static const char *const delete_mode_names[] = { "refuse", "merge",
+                                                 "cascade" };
+
 static int parse_delete_mode(struct jsonrpc_request *req, const char *text,
                              enum delete_mode *out)
 {
-    static const char *const names[] = { "refuse", "merge", "cascade" };
-
     for (int i = 0; i < 3; i++)
-        if (strcmp(text, names[i]) == 0) {
+        if (strcmp(text, delete_mode_names[i]) == 0) {
             *out = (enum delete_mode)i;
             return 0;
         }
@@ -292,7 +295,7 @@ static int parse_delete_mode(struct jsonrpc_request *req, const char *text,
 
 /* Delete id on one disk of vm (a fresh scan per disk: an earlier one
  * may have changed things). */
-static int delete_disk(struct sdd_daemon *d, struct chain_ref *ref,
+static int delete_disk(const struct sdd_config *cfg, struct chain_ref *ref,
                        const char *vm, const char *disk, const char *id,
                        enum delete_mode mode, json_t *results,
                        struct sd_error *err)
@@ -305,7 +308,7 @@ static int delete_disk(struct sdd_daemon *d, struct chain_ref *ref,
     if (ret == 0)
         ret = ref_load(ref, vm, disk, err);
     if (ret == 0)
-        ret = delete_on_disk(d, ref, vm, id, mode, res, err);
+        ret = delete_on_disk(cfg, ref, vm, id, mode, res, err);
     if (ret == 0)
         ret = json_array_append(results, res) < 0 ? -ENOMEM : 0;
     json_decref(res);
@@ -332,6 +335,61 @@ static int delete_targets(struct chain_ref *ref, const char *vm,
     return ret;
 }
 
+/* A backup.delete request, copied out of its params. */
+struct delete_args {
+    const struct sdd_repository *repo;
+    char *vm, *disk, *id;
+    const char *mode_text;
+    enum delete_mode mode;
+};
+
+static void delete_args_free(void *arg)
+{
+    struct delete_args *a = arg;
+
+    if (a) {
+        free(a->vm);
+        free(a->disk);
+        free(a->id);
+        free(a);
+    }
+}
+
+/* Task. */
+static int run_delete(struct sdd_task *t, json_t **result,
+                      struct sd_error *err)
+{
+    const struct delete_args *a = t->arg;
+    struct chain_ref ref = { .repo = a->repo };
+    json_t *results = json_array(), *names = json_array(), *v;
+    size_t i;
+    int ret = results && names ? 0 : sd_error_set(err, -ENOMEM,
+                                                  "out of memory");
+
+    if (ret == 0)
+        ret = delete_targets(&ref, a->vm, a->disk, a->id, names, err);
+    json_array_foreach(names, i, v) {
+        if (ret < 0)
+            break;
+        ret = delete_disk(t->d->cfg, &ref, a->vm, json_string_value(v),
+                          a->id, a->mode, results, err);
+    }
+    ref_clear(&ref);
+    if (ret < 0) {
+        sd_log_warn("backup.delete %s/%s: %s", a->vm, a->id, err->msg);
+    } else {
+        sd_log_info("backup.delete %s/%s (%s): done", a->vm, a->id,
+                    a->mode_text);
+        *result = json_pack("{s:s, s:s, s:O}", "vm", a->vm, "id", a->id,
+                            "disks", results);
+        if (!*result)
+            ret = sd_error_set(err, -ENOMEM, "out of memory");
+    }
+    json_decref(results);
+    json_decref(names);
+    return ret;
+}
+
 int sdd_m_backup_delete(void *ctx, struct jsonrpc_conn *conn, json_t *params,
                         struct jsonrpc_request *req)
 {
@@ -346,52 +404,57 @@ int sdd_m_backup_delete(void *ctx, struct jsonrpc_conn *conn, json_t *params,
         JSONRPC_PARAM_STRING("repository", false, &repo),
         JSONRPC_PARAM_END,
     };
-    struct chain_ref ref = { 0 };
-    struct sd_error err = { 0 };
+    struct delete_args *a = NULL;
     enum delete_mode mode = DELETE_REFUSE;
-    json_t *results = json_array(), *names = json_array(), *v;
-    size_t i;
     int ret = jsonrpc_params_parse(req, params, spec);
 
     (void)conn;
     if (ret == 0)
         ret = parse_delete_mode(req, mode_text, &mode);
     if (ret < 0)
-        goto out;
-    ref.repo = sdd_config_repo(d->cfg, repo);
-    ret = ref.repo ? delete_targets(&ref, vm, disk, id, names, &err)
-                   : sd_error_set(&err, -ENOENT, "no repository named "
-                                  "\"%.128s\"", repo);
-    json_array_foreach(names, i, v) {
-        if (ret < 0)
-            break;
-        ret = delete_disk(d, &ref, vm, json_string_value(v), id, mode,
-                          results, &err);
+        return ret;
+    if (!sdd_config_repo(d->cfg, repo))
+        return jsonrpc_reply_errno(req, -ENOENT, "no repository named "
+                                   "\"%.128s\"", repo);
+    a = calloc(1, sizeof(*a));
+    if (!a || !(a->vm = strdup(vm)) || !(a->id = strdup(id)) ||
+        (disk && !(a->disk = strdup(disk)))) {
+        delete_args_free(a);
+        return -ENOMEM;
     }
-    if (ret < 0) {
-        sd_log_warn("backup.delete %s/%s: %s", vm, id, err.msg);
-        ret = jsonrpc_reply_sd_error(req, &err);
-    } else {
-        sd_log_info("backup.delete %s/%s (%s): done", vm, id, mode_text);
-        ret = jsonrpc_reply_result(req, json_pack("{s:s, s:s, s:O}", "vm", vm,
-                                                  "id", id, "disks", results));
-    }
-out:
-    ref_clear(&ref);
-    json_decref(results);
-    json_decref(names);
-    return ret;
+    a->repo = sdd_config_repo(d->cfg, repo);
+    a->mode = mode;
+    a->mode_text = delete_mode_names[mode];
+    return sdd_task_reply_later(d, &(struct sdd_task_spec){
+        .method = "backup.delete", .vm = vm, .hold = SDD_HOLD_WRITE,
+        .run = run_delete, .arg = a, .free_arg = delete_args_free }, req);
 }
 
 /* --- backup.prune ----------------------------------------------------- */
 
+/* One prune, run by a task; it owns vm and actions. */
 struct prune_run {
-    struct sdd_daemon *d;
+    struct sdd_daemon *d;           /* its config and holds only */
     struct chain_ref ref;
     struct cat_retention policy;
     bool dry_run;
+    char *vm;                       /* NULL: every VM, each held in turn */
+    char *job;                      /* the job it follows, for logs */
     json_t *actions;
 };
+
+static void prune_run_free(void *arg)
+{
+    struct prune_run *p = arg;
+
+    if (p) {
+        ref_clear(&p->ref);
+        free(p->vm);
+        free(p->job);
+        json_decref(p->actions);
+        free(p);
+    }
+}
 
 static int note(struct prune_run *p, const char *vm, const char *disk,
                 const char *action, const char *id, const char *detail)
@@ -480,7 +543,7 @@ static int prune_disk(struct prune_run *p, const char *vm, const char *disk,
         ret = settle_disk(p->ref.disk, err);
     if (ret == 0)
         ret = ref_load(&p->ref, vm, disk, err);
-    if (ret == 0 && disk_busy(p->d, vm, p->ref.disk, err) < 0) {
+    if (ret == 0 && disk_busy(p->d->cfg, vm, p->ref.disk, err) < 0) {
         /* A busy disk is pruned another time; the others go on. */
         ret = note(p, vm, disk, "skip", "", err->msg);
         sd_error_clear(err);
@@ -496,7 +559,8 @@ static int prune_disk(struct prune_run *p, const char *vm, const char *disk,
 }
 
 /* Names are copied: each disk's changes rescan the repository. */
-static int prune_vm(struct prune_run *p, const char *vm, struct sd_error *err)
+static int prune_vm_disks(struct prune_run *p, const char *vm,
+                          struct sd_error *err)
 {
     json_t *disks = json_array();
     json_t *v;
@@ -511,6 +575,25 @@ static int prune_vm(struct prune_run *p, const char *vm, struct sd_error *err)
         ret = prune_disk(p, vm, json_string_value(v), err);
     }
     json_decref(disks);
+    return ret;
+}
+
+/* A prune of one VM holds it from the start (sdd_task_start); one of the
+ * whole repository takes each VM in turn and skips a busy one. */
+static int prune_vm(struct prune_run *p, const char *vm, struct sd_error *err)
+{
+    int ret;
+
+    if (p->vm)
+        return prune_vm_disks(p, vm, err);
+    if (sdd_hold_take(&p->d->holds, vm, "backup.prune", SDD_HOLD_WRITE,
+                      err) < 0) {
+        ret = note(p, vm, "", "skip", "", err->msg);
+        sd_error_clear(err);
+        return ret;
+    }
+    ret = prune_vm_disks(p, vm, err);
+    sdd_hold_drop(&p->d->holds, vm, "backup.prune");
     return ret;
 }
 
@@ -554,67 +637,91 @@ static int run_prune(struct prune_run *p, const char *vm, struct sd_error *err)
     return ret;
 }
 
+/* Task. */
+static int run_prune_task(struct sdd_task *t, json_t **result,
+                          struct sd_error *err)
+{
+    struct prune_run *p = t->arg;
+    int ret = run_prune(p, p->vm, err);
+
+    if (ret < 0 || p->job)
+        return ret;
+    sd_log_info("backup.prune%s: %zu action(s)", p->dry_run ?
+                " (dry run)" : "", json_array_size(p->actions));
+    *result = json_pack("{s:b, s:O}", "dry_run", p->dry_run, "actions",
+                        p->actions);
+    return *result ? 0 : sd_error_set(err, -ENOMEM, "out of memory");
+}
+
+static struct prune_run *prune_run_new(struct sdd_daemon *d,
+                                       const struct sdd_repository *repo,
+                                       const char *vm)
+{
+    struct prune_run *p = calloc(1, sizeof(*p));
+
+    if (!p)
+        return NULL;
+    p->d = d;
+    p->ref.repo = repo;
+    p->policy = repo->retention;
+    if (vm && !(p->vm = strdup(vm))) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
 int sdd_m_backup_prune(void *ctx, struct jsonrpc_conn *conn, json_t *params,
                        struct jsonrpc_request *req)
 {
     struct sdd_daemon *d = ctx;
-    const char *vm = NULL, *repo = NULL;
+    const char *vm = NULL, *repo_name = NULL;
     int64_t keep_last = CAT_KEEP_UNSET, keep_days = CAT_KEEP_UNSET;
-    struct prune_run p = { .d = d };
+    bool dry_run = false;
     struct jsonrpc_param spec[] = {
         JSONRPC_PARAM_STRING("vm", false, &vm),
-        JSONRPC_PARAM_STRING("repository", false, &repo),
+        JSONRPC_PARAM_STRING("repository", false, &repo_name),
         JSONRPC_PARAM_INT("keep_last", false, 1, CAT_KEEP_MAX, &keep_last),
         JSONRPC_PARAM_INT("keep_days", false, 0, CAT_KEEP_MAX, &keep_days),
-        JSONRPC_PARAM_BOOL("dry_run", false, &p.dry_run),
+        JSONRPC_PARAM_BOOL("dry_run", false, &dry_run),
         JSONRPC_PARAM_END,
     };
-    struct sd_error err = { 0 };
+    const struct sdd_repository *repo;
+    struct prune_run *p;
     int ret = jsonrpc_params_parse(req, params, spec);
 
     (void)conn;
     if (ret < 0)
         return ret;
-    p.ref.repo = sdd_config_repo(d->cfg, repo);
-    if (!p.ref.repo)
+    repo = sdd_config_repo(d->cfg, repo_name);
+    if (!repo)
         return jsonrpc_reply_errno(req, -ENOENT, "no repository named "
-                                   "\"%.128s\"", repo);
+                                   "\"%.128s\"", repo_name);
+    p = prune_run_new(d, repo, vm);
+    if (!p)
+        return -ENOMEM;
+    p->dry_run = dry_run;
     /* A param given overrides the repository's rule, the other stays. */
-    p.policy = p.ref.repo->retention;
     if (keep_last != CAT_KEEP_UNSET)
-        p.policy.keep_last = keep_last;
+        p->policy.keep_last = keep_last;
     if (keep_days != CAT_KEEP_UNSET)
-        p.policy.keep_days = keep_days;
-    ret = run_prune(&p, vm, &err);
-    if (ret < 0) {
-        sd_log_warn("backup.prune: %s", err.msg);
-        ret = jsonrpc_reply_sd_error(req, &err);
-    } else {
-        sd_log_info("backup.prune%s: %zu action(s)", p.dry_run ?
-                    " (dry run)" : "", json_array_size(p.actions));
-        ret = jsonrpc_reply_result(req, json_pack("{s:b, s:O}", "dry_run",
-                                                  p.dry_run, "actions",
-                                                  p.actions));
-    }
-    json_decref(p.actions);
-    return ret;
+        p->policy.keep_days = keep_days;
+    return sdd_task_reply_later(d, &(struct sdd_task_spec){
+        .method = "backup.prune", .vm = vm, .hold = SDD_HOLD_WRITE,
+        .run = run_prune_task, .arg = p, .free_arg = prune_run_free }, req);
 }
 
-void sdd_chains_after_backup(struct sdd_daemon *d, const struct sdd_job *job)
+/* Back in the loop: what retention did, or could not do. */
+static void retention_done(struct sdd_task *t)
 {
-    struct prune_run p = { .d = d, .policy = job->repo->retention };
-    struct sd_error err = { 0 };
+    const struct prune_run *p = t->arg;
     json_t *a;
     size_t i;
 
-    p.ref.repo = job->repo;
-    if (p.policy.keep_last == CAT_KEEP_UNSET &&
-        p.policy.keep_days == CAT_KEEP_UNSET)
-        return;
-    if (run_prune(&p, job->vm, &err) < 0)
-        sd_log_warn("retention of VM %s after job %s: %s", job->vm, job->id,
-                    err.msg);
-    json_array_foreach(p.actions, i, a)
+    if (t->ret < 0)
+        sd_log_warn("retention of VM %s after job %s: %s", p->vm, p->job,
+                    t->err.msg);
+    json_array_foreach(p->actions, i, a)
         sd_log_info("retention: %s/%s: %s %s%s%s",
                     json_string_value(json_object_get(a, "vm")),
                     json_string_value(json_object_get(a, "disk")),
@@ -623,7 +730,32 @@ void sdd_chains_after_backup(struct sdd_daemon *d, const struct sdd_job *job)
                     json_object_get(a, "detail") ? " -> " : "",
                     json_object_get(a, "detail") ? json_string_value(
                         json_object_get(a, "detail")) : "");
-    json_decref(p.actions);
+}
+
+void sdd_chains_after_backup(struct sdd_daemon *d, const struct sdd_job *job)
+{
+    const struct cat_retention *policy = &job->repo->retention;
+    struct prune_run *p;
+    struct sd_error err = { 0 };
+
+    if (policy->keep_last == CAT_KEEP_UNSET &&
+        policy->keep_days == CAT_KEEP_UNSET)
+        return;
+    p = prune_run_new(d, job->repo, job->vm);
+    if (p && !(p->job = strdup(job->id))) {
+        prune_run_free(p);
+        p = NULL;
+    }
+    if (!p)
+        sd_log_error("retention of VM %s after job %s: out of memory",
+                     job->vm, job->id);
+    else if (sdd_task_start(d, &(struct sdd_task_spec){
+                 .method = "retention", .vm = job->vm,
+                 .hold = SDD_HOLD_WRITE, .run = run_prune_task,
+                 .done = retention_done, .arg = p,
+                 .free_arg = prune_run_free }, NULL, &err) < 0)
+        sd_log_warn("retention of VM %s after job %s: not applied now: %s",
+                    job->vm, job->id, err.msg);
 }
 
 /* --- backup.verify ---------------------------------------------------- */
@@ -700,6 +832,45 @@ static int verify_backup(const struct cat_disk *disk,
     return *out ? 0 : sd_error_set(err, -ENOMEM, "out of memory");
 }
 
+/* A backup.verify request, copied out of its params. */
+struct verify_args {
+    const struct sdd_repository *repo;
+    char *vm, *disk, *id;
+    bool with_checksum;
+};
+
+static void verify_args_free(void *arg)
+{
+    struct verify_args *a = arg;
+
+    if (a) {
+        free(a->vm);
+        free(a->disk);
+        free(a->id);
+        free(a);
+    }
+}
+
+/* Task. */
+static int run_verify(struct sdd_task *t, json_t **result,
+                      struct sd_error *err)
+{
+    const struct verify_args *a = t->arg;
+    struct chain_ref ref = { .repo = a->repo };
+    const struct cat_backup *b = NULL;
+    int ret = ref_load(&ref, a->vm, a->disk, err);
+
+    if (ret == 0 && !(b = cat_disk_find(ref.disk, a->id)))
+        ret = sd_error_set(err, -ENOENT, "disk %s of VM %s has no backup "
+                           "\"%.64s\"", a->disk, a->vm, a->id);
+    if (ret == 0 && !b->has_image)
+        ret = sd_error_set(err, -ENOENT, "%s has no image", a->id);
+    if (ret == 0)
+        ret = verify_backup(ref.disk, b, a->with_checksum, result, err);
+    ref_clear(&ref);
+    return ret;
+}
+
 int sdd_m_backup_verify(void *ctx, struct jsonrpc_conn *conn, json_t *params,
                         struct jsonrpc_request *req)
 {
@@ -711,30 +882,26 @@ int sdd_m_backup_verify(void *ctx, struct jsonrpc_conn *conn, json_t *params,
         JSONRPC_PARAM_BOOL("checksum", false, &with_checksum),
         JSONRPC_PARAM_END,
     };
-    struct chain_ref ref = { 0 };
-    struct sd_error err = { 0 };
-    const struct cat_backup *b = NULL;
-    json_t *result = NULL;
+    struct verify_args *a;
     int ret = jsonrpc_params_parse(req, params, spec);
 
     (void)conn;
     if (ret < 0)
         return ret;
-    ref.repo = sdd_config_repo(d->cfg, repo);
-    ret = ref.repo ? ref_load(&ref, vm, disk, &err)
-                   : sd_error_set(&err, -ENOENT, "no repository named "
-                                  "\"%.128s\"", repo);
-    if (ret == 0 && !(b = cat_disk_find(ref.disk, id)))
-        ret = sd_error_set(&err, -ENOENT, "disk %s of VM %s has no backup "
-                           "\"%.64s\"", disk, vm, id);
-    if (ret == 0 && !b->has_image)
-        ret = sd_error_set(&err, -ENOENT, "%s has no image", id);
-    if (ret == 0)
-        ret = verify_backup(ref.disk, b, with_checksum, &result, &err);
-    ref_clear(&ref);
-    if (ret < 0)
-        return jsonrpc_reply_sd_error(req, &err);
-    return jsonrpc_reply_result(req, result);
+    if (!sdd_config_repo(d->cfg, repo))
+        return jsonrpc_reply_errno(req, -ENOENT, "no repository named "
+                                   "\"%.128s\"", repo);
+    a = calloc(1, sizeof(*a));
+    if (!a || !(a->vm = strdup(vm)) || !(a->disk = strdup(disk)) ||
+        !(a->id = strdup(id))) {
+        verify_args_free(a);
+        return -ENOMEM;
+    }
+    a->repo = sdd_config_repo(d->cfg, repo);
+    a->with_checksum = with_checksum;
+    return sdd_task_reply_later(d, &(struct sdd_task_spec){
+        .method = "backup.verify", .vm = vm, .hold = SDD_HOLD_READ,
+        .run = run_verify, .arg = a, .free_arg = verify_args_free }, req);
 }
 
 /* --- repo.cleanup and recovery ---------------------------------------- */
@@ -821,9 +988,16 @@ int sdd_m_repo_cleanup(void *ctx, struct jsonrpc_conn *conn, json_t *params,
     if (ret < 0 || !removed)
         goto out;
     repo = sdd_config_repo(d->cfg, name);
-    ret = repo ? settle_repo(repo, &settled, &err)
-               : sd_error_set(&err, -ENOENT, "no repository named "
-                              "\"%.128s\"", name);
+    /* A running task's journal and temporary files are not leftovers. */
+    if (d->tasks.count)
+        ret = sd_error_set(&err, -EBUSY, "busy: %zu long operation(s) "
+                           "running; clean up when they end",
+                           d->tasks.count);
+    else if (!repo)
+        ret = sd_error_set(&err, -ENOENT, "no repository named "
+                           "\"%.128s\"", name);
+    if (ret == 0)
+        ret = settle_repo(repo, &settled, &err);
     if (ret == 0)
         ret = cat_repo_open(repo->path, CAT_REPO_CREATE, &catalog, &err);
     if (ret == 0)

@@ -92,7 +92,11 @@ static int m_backup_start(void *ctx, struct jsonrpc_conn *conn,
 
     (void)conn;
     if (ret == 0) {
-        ret = sdd_jobs_start(&d->jobs, &sr, &job, &err);
+        /* Dropped by the loop once the job ends (daemon-tasks.h). */
+        ret = sdd_hold_take(&d->holds, sr.vm, "backup.start", SDD_HOLD_JOB,
+                            &err);
+        if (ret == 0)
+            ret = sdd_jobs_start(&d->jobs, &sr, &job, &err);
         if (ret < 0) {
             sd_log_warn("backup.start %s: %s", sr.vm, err.msg);
             ret = jsonrpc_reply_sd_error(req, &err);

@@ -108,9 +108,15 @@ int sdd_m_restore_export(void *ctx, struct jsonrpc_conn *conn,
     (void)conn;
     if (ret < 0)
         return ret;
-    ret = sdd_restore_resolve(&d->restore, repo, vm, disk, id, &ref, &err);
-    if (ret == 0)
-        ret = sdd_restore_export_add(&d->restore, &ref, name, &e, &err);
+    /* Held while the export goes in: see daemon-tasks.h. */
+    ret = sdd_hold_take(&d->holds, vm, "restore.export", SDD_HOLD_READ, &err);
+    if (ret == 0) {
+        ret = sdd_restore_resolve(&d->restore, repo, vm, disk, id, &ref,
+                                  &err);
+        if (ret == 0)
+            ret = sdd_restore_export_add(&d->restore, &ref, name, &e, &err);
+        sdd_hold_drop(&d->holds, vm, "restore.export");
+    }
     if (ret < 0) {
         sd_log_warn("restore.export %s/%s/%s: %s", vm, disk, id, err.msg);
         return jsonrpc_reply_sd_error(req, &err);
@@ -195,9 +201,15 @@ int sdd_m_restore_mount(void *ctx, struct jsonrpc_conn *conn,
     (void)conn;
     if (ret < 0)
         return ret;
-    ret = sdd_restore_resolve(&d->restore, repo, vm, disk, id, &ref, &err);
-    if (ret == 0)
-        ret = sdd_restore_mount_add(&d->restore, &ref, &m, &err);
+    /* Held while the export goes in: see daemon-tasks.h. */
+    ret = sdd_hold_take(&d->holds, vm, "restore.mount", SDD_HOLD_READ, &err);
+    if (ret == 0) {
+        ret = sdd_restore_resolve(&d->restore, repo, vm, disk, id, &ref,
+                                  &err);
+        if (ret == 0)
+            ret = sdd_restore_mount_add(&d->restore, &ref, &m, &err);
+        sdd_hold_drop(&d->holds, vm, "restore.mount");
+    }
     if (ret < 0) {
         sd_log_warn("restore.mount %s/%s/%s: %s", vm, disk, id, err.msg);
         return jsonrpc_reply_sd_error(req, &err);

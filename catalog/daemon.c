@@ -152,7 +152,10 @@ int sdd_daemon_open(struct sdd_daemon *d, const char *config_path,
                               .config_path = config_path };
     /* First, while the process surely has one thread (restore-ns.c). */
     sdd_restore_ns(&d->restore);
-    ret = sdd_config_load(config_path, &d->cfg, err);
+    sdd_holds_init(&d->holds);
+    ret = sdd_tasks_init(&d->tasks, err);
+    if (ret == 0)
+        ret = sdd_config_load(config_path, &d->cfg, err);
     if (ret < 0)
         return ret;
     sdd_jobs_init(&d->jobs, d->cfg);
@@ -316,21 +319,26 @@ static void fail_idle_jobs(struct sdd_daemon *d)
     }
 }
 
+/* The daemon's own fds first, then one per client. */
+enum { FD_LISTEN, FD_SIGNAL, FD_TASKS, FD_CLIENTS };
+
 static size_t fill_pollfds(const struct sdd_daemon *d, struct pollfd *fds)
 {
-    fds[0] = (struct pollfd){ .fd = d->listen_fd, .events = POLLIN };
-    fds[1] = (struct pollfd){ .fd = d->signal_fd, .events = POLLIN };
+    fds[FD_LISTEN] = (struct pollfd){ .fd = d->listen_fd, .events = POLLIN };
+    fds[FD_SIGNAL] = (struct pollfd){ .fd = d->signal_fd, .events = POLLIN };
+    fds[FD_TASKS] = (struct pollfd){ .fd = d->tasks.event_fd,
+                                     .events = POLLIN };
     for (size_t i = 0; i < d->nclients; i++) {
         const void *p;
         struct sdd_client *c = d->clients[i];
         bool pending = jsonrpc_conn_output(c->rpc, &p) > 0;
 
-        fds[2 + i] = (struct pollfd){
+        fds[FD_CLIENTS + i] = (struct pollfd){
             .fd = c->fd,
             .events = pending ? POLLOUT : c->eof ? 0 : POLLIN,
         };
     }
-    return 2 + d->nclients;
+    return FD_CLIENTS + d->nclients;
 }
 
 static void serve_clients(struct sdd_daemon *d, const struct pollfd *fds,
@@ -345,7 +353,7 @@ static void serve_clients(struct sdd_daemon *d, const struct pollfd *fds,
 
 int sdd_daemon_run(struct sdd_daemon *d, struct sd_error *err)
 {
-    struct pollfd fds[2 + SDD_CLIENTS_MAX];
+    struct pollfd fds[FD_CLIENTS + SDD_CLIENTS_MAX];
     struct timespec next, now;
     char *buf = malloc(SDD_READ_SIZE);
     int ret = 0;
@@ -365,10 +373,12 @@ int sdd_daemon_run(struct sdd_daemon *d, struct sd_error *err)
             ret = sd_error_set(err, -errno, "poll: %s", strerror(errno));
             break;
         }
-        if (fds[1].revents)
+        if (fds[FD_SIGNAL].revents)
             handle_signals(d);
-        serve_clients(d, fds + 2, nclients, buf);
-        if (fds[0].revents)
+        if (fds[FD_TASKS].revents)
+            sdd_tasks_reap(d);
+        serve_clients(d, fds + FD_CLIENTS, nclients, buf);
+        if (fds[FD_LISTEN].revents)
             accept_client(d);
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec > next.tv_sec ||
@@ -378,6 +388,7 @@ int sdd_daemon_run(struct sdd_daemon *d, struct sd_error *err)
             next = now;
             next.tv_sec += tick_ms(d) / 1000;
         }
+        sdd_holds_sync_jobs(&d->holds, &d->jobs);
     }
     free(buf);
     return ret;
@@ -385,6 +396,10 @@ int sdd_daemon_run(struct sdd_daemon *d, struct sd_error *err)
 
 void sdd_daemon_close(struct sdd_daemon *d)
 {
+    sdd_tasks_stop(d);
+    /* The last tasks' replies, as far as the peers take them now. */
+    for (size_t i = 0; i < d->nclients; i++)
+        (void)client_flush(d->clients[i]);
     while (d->nclients)
         client_close(d, d->nclients - 1);
     if (d->listen_fd >= 0) {
@@ -396,6 +411,7 @@ void sdd_daemon_close(struct sdd_daemon *d)
         close(d->signal_fd);
     sdd_restore_stop(&d->restore);
     sdd_jobs_clear(&d->jobs);
+    sdd_holds_destroy(&d->holds);
     sdd_config_free(d->cfg);
     d->cfg = NULL;
 }

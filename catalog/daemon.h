@@ -8,18 +8,22 @@
  *   daemon-catalog.c   JSON-RPC methods that read the repository
  *   daemon-restore.c   restore exports and mounts (daemon-restore.h);
  *   daemon-restore-methods.c  their JSON-RPC methods
+ *   daemon-tasks.h     long operations in threads, holds on VMs
+ *   daemon-chains.c    delete, prune, verify, cleanup (as tasks)
  *
- * The daemon is single-threaded: one poll() loop serves the control
- * socket, SIGTERM/SIGINT (signalfd) and a timer that fails idle jobs.
- * Methods run to completion inside the loop, calls to sendense-nbd
- * included; sendensed is not on the data path, so a client waits at
- * most for one such call.
+ * One poll() loop serves the control socket, SIGTERM/SIGINT (signalfd),
+ * the tasks' eventfd and a timer that fails idle jobs. Short methods run
+ * to completion inside the loop, calls to sendense-nbd included
+ * (sendensed is not on the data path, so a client waits at most for one
+ * such call); the long ones over images (consolidation, merge, verify,
+ * retention) run as tasks in threads of their own and reply when done.
  */
 #ifndef SENDENSE_CATALOG_DAEMON_H
 #define SENDENSE_CATALOG_DAEMON_H
 
 #include "catalog/daemon-config.h"
 #include "catalog/daemon-restore.h"
+#include "catalog/daemon-tasks.h"
 #include "catalog/jobs.h"
 #include "common/error.h"
 #include "common/jsonrpc.h"
@@ -39,6 +43,8 @@ struct sdd_daemon {
     const char *config_path;        /* NULL: built-in defaults */
     struct sdd_jobs jobs;
     struct sdd_restore restore;
+    struct sdd_holds holds;
+    struct sdd_tasks tasks;
     int listen_fd;
     int signal_fd;
     struct sdd_client *clients[SDD_CLIENTS_MAX];

@@ -10,7 +10,10 @@
 # consolidation in both modes, restarted, every retained point still
 # restorable and the folder holding exactly the catalog's files; the
 # repository's retention applied after each backup; repo.cleanup removing
-# what an interrupted delete leaves; backup.verify finding a flipped byte in a data cluster by checksum.
+# what an interrupted delete leaves; backup.verify finding a flipped byte
+# in a data cluster by checksum; a consolidation paused mid-way while the
+# daemon serves everything else (another VM's backups and verify) and
+# refuses what would touch that VM; SIGTERM waiting for a running task.
 . "${top_srcdir:-..}/tests/functions.sh"
 . "$top_srcdir/tests/server-lib.sh"
 requires nbdcopy qemu-img
@@ -269,6 +272,82 @@ out=$(sdd_rpc backup.verify "{\"vm\": \"ctx-commit\", \"disk\": \"disk0\", \"id\
 echo "$out" | jcheck '(not r["ok"] and r["checksum"]["match"] is False and
     r["read"]["errors"] == 0)' || fail "verify after damage: $out"
 
+# --- long operations run beside the loop ----------------------------------
+# A consolidation paused right after its journal (SENDENSED_TEST_PAUSE_AT)
+# holds its VM. Meanwhile the daemon answers, refuses everything that
+# would touch that VM's chains, and runs another VM's backups and a
+# second long operation. SIGTERM with a task running waits for it.
+
+PAUSE=$scratch/paused
+
+# prune_paused JSON: backup.prune in the background until it pauses.
+prune_paused() {
+    local i
+    $NBD_RPC "$SDD_SOCK" backup.prune "$1" > "$scratch/prune.out" 2>&1 &
+    PRUNE_PID=$!
+    for i in $(seq 1 1200); do
+        [ -e "$PAUSE" ] && return 0
+        kill -0 "$PRUNE_PID" 2>/dev/null ||
+            fail "backup.prune ended before its pause: $(cat "$scratch/prune.out")"
+        sleep 0.05
+    done
+    fail "backup.prune never reached its pause"
+}
+
+sdd_stop
+SENDENSED_TEST_PAUSE_AT=journal SENDENSED_TEST_PAUSE_FILE=$PAUSE sdd_start
+T=($(chain main ctx-task $SIZE 2))
+prune_paused '{"vm": "ctx-task", "keep_last": 2}'
+sdd_rpc daemon.info >/dev/null
+sdd_rpc backup.list '{"vm": "ctx-task"}' | jcheck 'len(r["backups"]) >= 2' ||
+    fail "backup.list during a consolidation"
+busy_ok='r["code"] == 1003 and "backup.prune is running" in r["message"]'
+for call in \
+    "backup.start|{\"vm\": \"ctx-task\", \"disks\": [{\"name\": \"disk0\", \"size\": $SIZE}]}" \
+    "backup.delete|{\"vm\": \"ctx-task\", \"id\": \"${T[2]}\"}" \
+    "backup.verify|{\"vm\": \"ctx-task\", \"disk\": \"disk0\", \"id\": \"${T[2]}\"}" \
+    "backup.prune|{\"vm\": \"ctx-task\", \"keep_last\": 1}" \
+    "restore.export|{\"vm\": \"ctx-task\", \"disk\": \"disk0\", \"id\": \"${T[2]}\"}" \
+    "restore.mount|{\"vm\": \"ctx-task\", \"disk\": \"disk0\", \"id\": \"${T[2]}\"}"; do
+    err=$(sdd_error "${call%%|*}" "${call#*|}")
+    echo "$err" | jcheck "$busy_ok" || fail "${call%%|*} during a consolidation: $err"
+done
+err=$(sdd_error repo.cleanup '{}')
+echo "$err" | jcheck 'r["code"] == 1003' || fail "repo.cleanup during a consolidation: $err"
+# Another VM: two backups, and its own long operation beside the first.
+O=($(chain main ctx-other $SIZE 1))
+sdd_rpc backup.verify "{\"vm\": \"ctx-other\", \"disk\": \"disk0\", \"id\": \"${O[1]}\", \"checksum\": true}" |
+    jcheck 'r["ok"]' || fail "backup.verify of another VM during a consolidation"
+kill -0 "$PRUNE_PID" 2>/dev/null || fail "the paused backup.prune answered"
+[ -e "$REPO/ctx-task/disk0/consolidation.journal" ] || fail "no journal while paused"
+rm -f "$PAUSE"
+wait "$PRUNE_PID" || fail "backup.prune failed: $(cat "$scratch/prune.out")"
+jcheck '[a["action"] for a in r["actions"]] == ["consolidate"]' < "$scratch/prune.out" ||
+    fail "backup.prune after its pause: $(cat "$scratch/prune.out")"
+check_points main ctx-task "$(stamps "${T[1]}" "${T[2]}")"
+check_points main ctx-other "$(stamps "${O[@]}")"
+sdd_rpc backup.verify "{\"vm\": \"ctx-task\", \"disk\": \"disk0\", \"id\": \"$(listed main ctx-task | cut -d' ' -f2)\", \"checksum\": true}" |
+    jcheck 'r["ok"]' || fail "backup.verify once the consolidation ended"
+
+# SIGTERM while a consolidation runs: finished first, then a clean exit.
+prune_paused '{"vm": "ctx-task", "keep_last": 1}'
+kill -TERM "$SDD_PID"
+for i in $(seq 1 1200); do
+    grep -q "waiting for 1 long operation" "$SDD_LOG" && break
+    sleep 0.05
+done
+grep -q "waiting for 1 long operation" "$SDD_LOG" || fail "no word of the task at SIGTERM"
+kill -0 "$SDD_PID" 2>/dev/null || fail "sendensed exited with a consolidation running"
+rm -f "$PAUSE"
+rc=0
+wait "$SDD_PID" || rc=$?
+SDD_PID=
+[ "$rc" = 0 ] || fail "sendensed exited with status $rc after SIGTERM with a task"
+sdd_check_log
+wait "$PRUNE_PID" 2>/dev/null || :
+[ ! -e "$REPO/ctx-task/disk0/consolidation.journal" ] || fail "journal left after SIGTERM"
+sdd_start
+check_points main ctx-task "$(stamps "${T[2]}")"
 sdd_stop
 srv_stop
 exit 0
