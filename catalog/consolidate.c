@@ -43,14 +43,18 @@ enum {
 enum journal_phase { PHASE_WORK, PHASE_SWITCH };
 
 struct journal {
-    enum cat_consolidation mode;
+    int mode;                       /* enum cat_consolidation or MODE_MERGE */
     enum journal_phase phase;
     char full[CAT_ID_LEN + 1], incr[CAT_ID_LEN + 1], new_full[CAT_ID_LEN + 1];
     char (*children)[CAT_ID_LEN + 1];
     size_t nchildren;
 };
 
-static const char *const mode_names[] = { "commit", "synthetic" };
+/* The journal's modes: the two consolidations, and "merge", the delete of
+ * an incremental by merging it into its children (cat_merge_incremental;
+ * never a repository's mode, so not in enum cat_consolidation). */
+#define MODE_MERGE 2
+static const char *const mode_names[] = { "commit", "synthetic", "merge" };
 static const char *const phase_names[] = { "work", "switch" };
 
 const char *cat_consolidation_name(enum cat_consolidation mode)
@@ -187,12 +191,12 @@ static int journal_parse(json_t *o, struct journal *j)
     const char *m = json_string_value(json_object_get(o, "mode"));
     const char *p = json_string_value(json_object_get(o, "phase"));
 
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++)
         if (m && strcmp(m, mode_names[i]) == 0)
             mode = i;
+    for (int i = 0; i < 2; i++)
         if (p && strcmp(p, phase_names[i]) == 0)
             phase = i;
-    }
     if (mode < 0 || phase < 0 || !json_is_array(kids) ||
         json_array_size(kids) > JOURNAL_CHILDREN_MAX ||
         copy_id(json_object_get(o, "full"), j->full) < 0 ||
@@ -492,6 +496,104 @@ static int roll_back(const char *dir, const struct journal *j,
     return ret;
 }
 
+/* --- merging an incremental into its children --------------------------- */
+
+/* C gets I's data in its own layer (a safe rebase onto P, I's parent: C
+ * reads the same through P), then its checksum and sidecar follow. The
+ * sidecar is written last, so one that names P says C is done; a rebase
+ * cut short is simply run again. */
+static int merge_into_child(const char *dir, const struct journal *j,
+                            const char *child, struct sd_error *err)
+{
+    char backing[CAT_IMAGE_NAME_LEN + 1];
+    struct sd_rebase_opts o = { .format = SD_FMT_QCOW2, .backing = backing,
+                                .backing_format = SD_FMT_QCOW2 };
+    struct cat_sidecar *sc = NULL;
+    char *img = file_of(dir, child, CAT_IMAGE_EXT, err);
+    int ret = img ? read_sidecar(dir, child, &sc, err) : -ENOMEM;
+
+    snprintf(backing, sizeof(backing), "%s%s", j->full, CAT_IMAGE_EXT);
+    if (ret < 0 || strcmp(sc->parent, j->incr) != 0)
+        goto out;
+    if (access(img, F_OK) == 0) {
+        ret = sd_img_rebase(img, &o, err);
+        /* I's data now in C's own layer: its checksum changed. */
+        if (ret == 0 && sc->status == CAT_STATUS_COMPLETED)
+            ret = cat_checksum_record(img, sc, err);
+    }
+    if (ret == 0) {
+        memcpy(sc->parent, j->full, sizeof(sc->parent));
+        memcpy(sc->backing_file, backing, sizeof(sc->backing_file));
+        ret = cat_sidecar_write(sc, dir, err);
+    }
+out:
+    cat_sidecar_free(sc);
+    free(img);
+    return ret;
+}
+
+/* Every child, then I (sidecar first), then the journal. */
+static int run_merge(const char *dir, const struct journal *j,
+                     struct sd_error *err)
+{
+    int ret = 0;
+
+    for (size_t i = 0; ret == 0 && i < j->nchildren; i++) {
+        ret = merge_into_child(dir, j, j->children[i], err);
+        if (ret == 0)
+            cat_test_point("merge-child");
+    }
+    if (ret == 0)
+        ret = remove_file(dir, j->incr, CAT_SIDECAR_EXT, err);
+    if (ret == 0) {
+        cat_test_point("merge-sidecar");
+        ret = remove_file(dir, j->incr, CAT_IMAGE_EXT, err);
+    }
+    if (ret == 0)
+        ret = remove_journal(dir, err);
+    return ret;
+}
+
+static int children_of(const struct cat_disk *d, const struct cat_backup *b,
+                       struct journal *j, struct sd_error *err)
+{
+    struct cat_backup **kids = NULL;
+    size_t n = 0;
+    int ret = cat_disk_children(d, b, &kids, &n);
+
+    if (ret < 0)
+        return sd_error_set(err, ret, "out of memory");
+    j->nchildren = n;
+    j->children = calloc(n + 1, sizeof(*j->children));
+    for (size_t i = 0; j->children && i < n; i++)
+        memcpy(j->children[i], kids[i]->sc->id, CAT_ID_LEN + 1);
+    free(kids);
+    return j->children ? 0 : sd_error_set(err, -ENOMEM, "out of memory");
+}
+
+int cat_merge_incremental(const struct cat_disk *d,
+                          const struct cat_backup *incr, struct sd_error *err)
+{
+    struct journal j = { .mode = MODE_MERGE, .phase = PHASE_WORK };
+    int ret;
+
+    if (incr->sc->type != CAT_TYPE_INCR || !incr->parent)
+        return sd_error_set(err, -EINVAL, "%s: expected an incremental "
+                            "with its parent", incr->sc->id);
+    ret = children_of(d, incr, &j, err);
+    memcpy(j.full, incr->parent->sc->id, CAT_ID_LEN + 1);
+    memcpy(j.incr, incr->sc->id, CAT_ID_LEN + 1);
+    memcpy(j.new_full, incr->parent->sc->id, CAT_ID_LEN + 1);
+    if (ret == 0)
+        ret = journal_write(d->dir, &j, err);
+    if (ret == 0) {
+        cat_test_point("merge-journal");
+        ret = run_merge(d->dir, &j, err);
+    }
+    free(j.children);
+    return ret;
+}
+
 /* --- entry points ------------------------------------------------------- */
 
 static int plan(const struct cat_disk *d, const struct cat_backup *full,
@@ -511,17 +613,11 @@ static int plan(const struct cat_disk *d, const struct cat_backup *full,
                            "%s: remove failed ones first", full->sc->id,
                            n - 1, incr->sc->id);
     free(kids);
+    *j = (struct journal){ .mode = (int)mode, .phase = PHASE_WORK };
     if (ret == 0)
-        ret = cat_disk_children(d, incr, &kids, &n);
+        ret = children_of(d, incr, j, err);
     if (ret < 0)
-        return err->code ? ret : sd_error_set(err, ret, "out of memory");
-    *j = (struct journal){ .mode = mode, .phase = PHASE_WORK, .nchildren = n };
-    j->children = calloc(n + 1, sizeof(*j->children));
-    for (size_t i = 0; j->children && i < n; i++)
-        memcpy(j->children[i], kids[i]->sc->id, CAT_ID_LEN + 1);
-    free(kids);
-    if (!j->children)
-        return sd_error_set(err, -ENOMEM, "out of memory");
+        return ret;
     memcpy(j->full, full->sc->id, CAT_ID_LEN + 1);
     memcpy(j->incr, incr->sc->id, CAT_ID_LEN + 1);
     (void)cat_id_parse(incr->sc->id, &kind, &stamp);
@@ -568,8 +664,10 @@ int cat_consolidate_recover(const char *dir, struct sd_error *err)
     struct journal j = { 0 };
     int ret = journal_read(dir, &j, err);
 
-    if (ret == 0 && j.phase == PHASE_WORK &&
-        j.mode == CAT_CONSOLIDATE_SYNTHETIC)
+    if (ret == 0 && j.mode == MODE_MERGE)
+        ret = run_merge(dir, &j, err);
+    else if (ret == 0 && j.phase == PHASE_WORK &&
+             j.mode == CAT_CONSOLIDATE_SYNTHETIC)
         ret = roll_back(dir, &j, err);
     else if (ret == 0 && j.phase == PHASE_WORK)
         ret = run_work(dir, &j, err);

@@ -50,6 +50,14 @@ int cat_consolidate(const struct cat_disk *d, const struct cat_backup *full,
                     enum cat_consolidation mode, char *new_id,
                     struct sd_error *err);
 
+/* Delete incr, a completed or failed incremental, keeping the points of
+ * its children: each gets incr's data in its own layer and is re-pointed
+ * at incr's parent. Journalled like a consolidation (mode "merge",
+ * always finished by recovery); the caller has made sure nothing uses
+ * the disk's images. d is stale afterwards. */
+int cat_merge_incremental(const struct cat_disk *d,
+                          const struct cat_backup *incr, struct sd_error *err);
+
 /* Finish or roll back the consolidation whose journal is in the disk
  * folder dir. 0 when there was none, 1 when one was resolved. */
 int cat_consolidate_recover(const char *dir, struct sd_error *err);

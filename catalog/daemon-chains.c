@@ -192,34 +192,6 @@ static int cascade(const struct cat_disk *disk, const struct cat_backup *b,
     return ret;
 }
 
-/* Rebase (safe: data b held is copied into child) onto b's parent. */
-static int merge_child_up(const struct cat_disk *disk,
-                          const struct cat_backup *b,
-                          const struct cat_backup *child,
-                          struct sd_error *err)
-{
-    char backing[CAT_IMAGE_NAME_LEN + 1];
-    struct sd_rebase_opts o = { .format = SD_FMT_QCOW2, .backing = backing,
-                                .backing_format = SD_FMT_QCOW2 };
-    char *img = cat_path_join(disk->dir, child->sc->id, CAT_IMAGE_EXT);
-    int ret = img ? 0 : sd_error_set(err, -ENOMEM, "out of memory");
-
-    snprintf(backing, sizeof(backing), "%s", b->sc->backing_file);
-    if (ret == 0 && child->has_image)
-        ret = sd_img_rebase(img, &o, err);
-    /* b's data now in the child's own layer: its checksum changed. */
-    if (ret == 0 && child->has_image &&
-        child->sc->status == CAT_STATUS_COMPLETED)
-        ret = cat_checksum_record(img, child->sc, err);
-    free(img);
-    if (ret < 0)
-        return ret;
-    memcpy(child->sc->parent, b->sc->parent, sizeof(child->sc->parent));
-    memcpy(child->sc->backing_file, b->sc->backing_file,
-           sizeof(child->sc->backing_file));
-    return cat_sidecar_write(child->sc, disk->dir, err);
-}
-
 static int merge_away(struct chain_ref *ref, const struct cat_backup *b,
                       enum cat_consolidation mode, json_t *res,
                       struct sd_error *err)
@@ -232,7 +204,11 @@ static int merge_away(struct chain_ref *ref, const struct cat_backup *b,
 
     if (ret < 0)
         return sd_error_set(err, ret, "out of memory");
-    if (b->sc->type != CAT_TYPE_INCR && n == 1) {
+    if (n == 0) {                   /* nothing to merge into */
+        ret = remove_backup(disk, b->sc->id, err);
+        if (ret == 0)
+            ret = add_id(json_object_get(res, "removed"), b->sc->id);
+    } else if (b->sc->type != CAT_TYPE_INCR && n == 1) {
         ret = cat_consolidate(disk, b, kids[0], mode, new_id, err);
         if (ret == 0)
             ret = json_object_set_new(res, "merged_into", json_string(new_id));
@@ -240,10 +216,7 @@ static int merge_away(struct chain_ref *ref, const struct cat_backup *b,
         ret = sd_error_set(err, -EBUSY, "%s has %zu dependent backups: a "
                            "full merges into exactly one", b->sc->id, n);
     } else {
-        for (size_t i = 0; ret == 0 && i < n; i++)
-            ret = merge_child_up(disk, b, kids[i], err);
-        if (ret == 0)
-            ret = remove_backup(disk, b->sc->id, err);
+        ret = cat_merge_incremental(disk, b, err);
         if (ret == 0)
             ret = add_id(json_object_get(res, "removed"), b->sc->id);
     }

@@ -7,7 +7,11 @@
  * a state the caller can act on: (1) remove every export (draining the
  * writers) -- a failure here leaves the job running, and complete can be
  * called again; (2) check every image -- a damaged one fails the whole
- * job; (3) write every sidecar "completed".
+ * job; (3) write every sidecar "completed". Before (1), the last
+ * export.stats must show no failed write: an image with lost writes is
+ * never recorded as a good backup. A failed write that happens after
+ * that poll, while draining, belongs to a writer that called complete
+ * before its own writes were answered.
  */
 #include "config.h"
 
@@ -17,6 +21,7 @@
 #include "catalog/names.h"
 #include "catalog/repo.h"
 #include "common/atomic-file.h"
+#include "common/log.h"
 #include "qcow2/image.h"
 #include "qcow2/qcow2-check.h"
 
@@ -25,27 +30,65 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int remove_image(const char *image_path, struct sd_error *err)
+{
+    int ret = sd_durable_remove(image_path, err);
+
+    return ret == -ENOENT ? 0 : ret;
+}
+
+/* sc, already marked failed, into dir; then the image unless keep. */
+static int write_failed(const struct cat_sidecar *sc, const char *dir,
+                        const char *image_path, bool keep,
+                        struct sd_error *err)
+{
+    /* The sidecar first: a crash between the two leaves a failed backup
+     * with its image, never a running one without. */
+    int ret = cat_sidecar_write(sc, dir, err);
+
+    if (ret == 0)
+        return keep ? 0 : remove_image(image_path, err);
+    if ((ret != -ENOSPC && ret != -EDQUOT) || keep)
+        return ret;
+    /* No room even for the sidecar: the partial image, which is going
+     * anyway, is what frees it. A crash before the sidecar is written
+     * leaves a running backup without an image, which recovery fails. */
+    sd_log_info("%s: %s; removing the image first to make room", dir,
+                err->msg);
+    ret = remove_image(image_path, err);
+    return ret < 0 ? ret : cat_sidecar_write(sc, dir, err);
+}
+
 int job_mark_failed(struct cat_sidecar *sc, const char *dir,
                     const char *image_path, const char *reason, bool keep,
                     struct sd_error *err)
 {
-    int ret;
-
     sc->status = CAT_STATUS_FAILED;
     sc->ended_at = jobs_now();
     if (sc->ended_at < sc->started_at)      /* the clock stepped back */
         sc->ended_at = sc->started_at;
     if (cat_sidecar_set_string(&sc->failure_reason, reason) < 0)
         return sd_error_set(err, -ENOMEM, "out of memory");
-    /* The sidecar first: a crash between the two leaves a failed backup
-     * with its image, never a running one without. */
-    ret = cat_sidecar_write(sc, dir, err);
-    if (ret == 0 && !keep) {
-        ret = sd_durable_remove(image_path, err);
-        if (ret == -ENOENT)
-            ret = 0;
+    return write_failed(sc, dir, image_path, keep, err);
+}
+
+void jobs_retry_sidecars(const struct sdd_jobs *jobs)
+{
+    for (struct sdd_job *j = jobs->list; j; j = j->next) {
+        for (size_t i = 0; i < j->ndisks; i++) {
+            struct sdd_job_disk *d = &j->disks[i];
+            struct sd_error ignored = { 0 };
+
+            /* Failing again is quiet: the first failure was reported. */
+            if (!d->sidecar_pending ||
+                write_failed(d->sc, d->dir, d->image_path,
+                             jobs->cfg->keep_failed_images, &ignored) < 0)
+                continue;
+            d->sidecar_pending = false;
+            sd_log_info("job %s: the sidecar of %s/%s says failed at last",
+                        j->id, d->name, d->sc->id);
+        }
     }
-    return ret;
 }
 
 /* Remove a job's exports; with drain, wait for their clients. */
@@ -181,6 +224,28 @@ static void final_stats(const struct sdd_jobs *jobs, struct sdd_job *job)
     }
 }
 
+/* A disk whose export failed a write fails the job instead. */
+static int refuse_lost_writes(const struct sdd_jobs *jobs,
+                              struct sdd_job *job, struct sd_error *err)
+{
+    char reason[1024];
+    struct sd_error e = { 0 };
+    int ret = job_write_error(job, reason, sizeof(reason));
+
+    if (ret == 0)
+        return 0;
+    if (sdd_jobs_fail(jobs, job, reason, &e) == 0)
+        return sd_error_set(err, ret, "job %s cannot be completed, it is "
+                            "failed: %s", job->id, reason);
+    if (job->phase == SDD_PHASE_RUNNING)
+        return sd_error_set(err, ret, "job %s cannot be completed: %s; "
+                            "failing it failed too: %s", job->id, reason,
+                            e.msg);
+    return sd_error_set(err, ret, "job %s cannot be completed, it is "
+                        "failed: %s (its sidecar waits: %s)", job->id, reason,
+                        e.msg);
+}
+
 int sdd_jobs_complete(struct sdd_jobs *jobs, struct sdd_job *job,
                       json_t *change_ids, struct sd_error *err)
 {
@@ -193,10 +258,13 @@ int sdd_jobs_complete(struct sdd_jobs *jobs, struct sdd_job *job,
     ret = check_change_ids(job, change_ids, err);
     if (ret < 0)
         return ret;
+    final_stats(jobs, job);
+    ret = refuse_lost_writes(jobs, job, err);
+    if (ret < 0)
+        return ret;
     allocated = calloc(job->ndisks, sizeof(*allocated));
     if (!allocated)
         return sd_error_set(err, -ENOMEM, "out of memory");
-    final_stats(jobs, job);
     ret = remove_exports(jobs, job, true, err);
     for (size_t i = 0; ret == 0 && i < job->ndisks; i++)
         ret = check_image(&job->disks[i], &allocated[i], err);
@@ -217,7 +285,7 @@ int sdd_jobs_complete(struct sdd_jobs *jobs, struct sdd_job *job,
 
 /* --- fail ------------------------------------------------------------- */
 
-int sdd_jobs_fail(struct sdd_jobs *jobs, struct sdd_job *job,
+int sdd_jobs_fail(const struct sdd_jobs *jobs, struct sdd_job *job,
                   const char *reason, struct sd_error *err)
 {
     bool keep = jobs->cfg->keep_failed_images;
@@ -245,7 +313,10 @@ int sdd_jobs_fail(struct sdd_jobs *jobs, struct sdd_job *job,
 
         d->sc->bytes_written = d->stats.bytes_written;
         if (job_mark_failed(d->sc, d->dir, d->image_path, reason, keep,
-                            &e) < 0 && ret == 0) {
+                            &e) == 0)
+            continue;
+        d->sidecar_pending = true;
+        if (ret == 0) {
             ret = e.code;
             *err = e;
         }

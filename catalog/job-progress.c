@@ -7,13 +7,22 @@
  * zeroed and trimmed ranges. The total is the disk's virtual size, so an
  * incremental that changes a few blocks ends far below 100%: the percent
  * is an upper-bound view for fulls, a volume counter for incrementals.
+ *
+ * A write the image failed (export.stats write_errors: a full
+ * repository, an I/O error) means the backup lost data: the poll that
+ * sees it fails the job, as backup.fail would, with a reason naming the
+ * disk, the error and how far the backup got.
  */
 #include "config.h"
 
 #include "catalog/jobs-internal.h"
 
+#include "common/log.h"
+
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 static uint64_t disk_written(const struct sdd_job_disk *d)
@@ -22,10 +31,108 @@ static uint64_t disk_written(const struct sdd_job_disk *d)
            d->stats.bytes_trimmed;
 }
 
+/* "48 MiB", "1.5 GiB", "512 bytes". */
+static void format_size(uint64_t n, char *text, size_t size)
+{
+    static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB" };
+    double v = (double)n;
+    int u = -1;
+
+    if (n < 1024) {
+        snprintf(text, size, "%" PRIu64 " bytes", n);
+        return;
+    }
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(text, size, v == floor(v) ? "%.0f %s" : "%.1f %s", v, units[u]);
+}
+
+static bool repository_full(const char *errno_name)
+{
+    return strcmp(errno_name, "ENOSPC") == 0 ||
+           strcmp(errno_name, "EDQUOT") == 0;
+}
+
+/* One disk's part of the reason: "disk0: repository full (No space left
+ * on device) at 37% (48 MiB written of 128 MiB)". */
+static void disk_write_error(const struct sdd_job_disk *d, char *text,
+                             size_t size)
+{
+    const struct nbdc_export_stats *s = &d->stats;
+    uint64_t written = disk_written(d);
+    char done[32], total[32], why[sizeof(s->last_error)];
+    double percent = d->virtual_size ?
+        floor(100.0 * (double)written / (double)d->virtual_size) : 0;
+
+    /* The reason goes into a sidecar, which takes printable text only
+     * (and the message may have been cut inside a UTF-8 sequence). */
+    snprintf(why, sizeof(why), "%s",
+             s->last_error[0] ? s->last_error : "no detail from sendense-nbd");
+    for (char *c = why; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+            *c = '?';
+    format_size(written, done, sizeof(done));
+    format_size(d->virtual_size, total, sizeof(total));
+    snprintf(text, size, "%s: %s (%s) at %.0f%% (%s written of %s)",
+             d->name, repository_full(s->last_errno) ? "repository full"
+             : "write error in the repository", why,
+             percent > 100 ? 100 : percent, done, total);
+}
+
+int job_write_error(const struct sdd_job *job, char *reason, size_t size)
+{
+    int ret = 0;
+    size_t len = 0;
+
+    reason[0] = '\0';
+    for (size_t i = 0; i < job->ndisks; i++) {
+        const struct sdd_job_disk *d = &job->disks[i];
+
+        if (!d->have_stats || d->stats.write_errors == 0)
+            continue;
+        if (ret == 0)
+            ret = repository_full(d->stats.last_errno) ? -ENOSPC : -EIO;
+        if (len > 0 && len + 2 < size)
+            len += (size_t)snprintf(reason + len, size - len, "; ");
+        if (len + 1 < size)
+            disk_write_error(d, reason + len, size - len);
+        len = strlen(reason);
+    }
+    return ret;
+}
+
+/* Fail job when a disk saw writes fail; 0 when none did or the job is
+ * failed now. */
+static int fail_on_write_error(const struct sdd_jobs *jobs,
+                               struct sdd_job *job, struct sd_error *err)
+{
+    char reason[1024];
+    struct sd_error e = { 0 };
+
+    if (job_write_error(job, reason, sizeof(reason)) == 0)
+        return 0;
+    if (sdd_jobs_fail(jobs, job, reason, &e) < 0) {
+        if (job->phase == SDD_PHASE_RUNNING) {
+            /* Exports not removed: the next poll tries again. */
+            sd_log_error("job %s: %s, but failing it failed: %s", job->id,
+                         reason, e.msg);
+            *err = e;
+            return e.code;
+        }
+        sd_log_error("job %s: failed, but %s (retried while sendensed "
+                     "runs, resolved at its next start)", job->id, e.msg);
+    }
+    sd_log_warn("job %s (VM %s): failed: %s", job->id, job->vm, reason);
+    return 0;
+}
+
 int sdd_job_refresh(const struct sdd_jobs *jobs, struct sdd_job *job,
                     struct sd_error *err)
 {
-    int first = 0;
+    struct sd_error fail_err = { 0 };
+    int first = 0, failed;
 
     if (job->phase != SDD_PHASE_RUNNING)
         return 0;
@@ -48,6 +155,12 @@ int sdd_job_refresh(const struct sdd_jobs *jobs, struct sdd_job *job,
         d->have_stats = true;
         if (disk_written(d) != before)
             jobs_monotonic(&job->last_write);
+    }
+    /* Even when a disk could not be polled: another's error counts. */
+    failed = fail_on_write_error(jobs, job, &fail_err);
+    if (failed < 0 && first == 0) {
+        first = failed;
+        *err = fail_err;
     }
     return first;
 }
@@ -146,6 +259,7 @@ json_t *sdd_job_to_json(struct sdd_job *job, bool with_speed)
 struct sdd_job *sdd_jobs_find_idle(const struct sdd_jobs *jobs,
                                    const struct timespec *now)
 {
+    jobs_retry_sidecars(jobs);
     for (struct sdd_job *j = jobs->list; j; j = j->next) {
         struct sd_error ignored = { 0 };
 
@@ -154,7 +268,8 @@ struct sdd_job *sdd_jobs_find_idle(const struct sdd_jobs *jobs,
         /* A failed poll (sendense-nbd away) moves nothing: a job whose
          * writer cannot reach us is idle too. */
         (void)sdd_job_refresh(jobs, j, &ignored);
-        if (seconds_between(&j->last_write, now) >=
+        if (j->phase == SDD_PHASE_RUNNING &&
+            seconds_between(&j->last_write, now) >=
             (double)jobs->cfg->idle_timeout)
             return j;
     }

@@ -56,7 +56,8 @@ void jobs_insert(struct sdd_jobs *jobs, struct sdd_job *job)
     for (struct sdd_job **pp = &jobs->list; *pp;) {
         struct sdd_job *j = *pp;
 
-        if (j->phase != SDD_PHASE_RUNNING &&
+        /* One with a sidecar still to write is kept until it is. */
+        if (j->phase != SDD_PHASE_RUNNING && !job_sidecar_pending(j) &&
             ++finished > SDD_FINISHED_JOBS_KEPT) {
             *pp = j->next;
             job_free(j);
@@ -64,6 +65,14 @@ void jobs_insert(struct sdd_jobs *jobs, struct sdd_job *job)
         }
         pp = &j->next;
     }
+}
+
+bool job_sidecar_pending(const struct sdd_job *job)
+{
+    for (size_t i = 0; i < job->ndisks; i++)
+        if (job->disks[i].sidecar_pending)
+            return true;
+    return false;
 }
 
 static const char *const type_names[] = {

@@ -9,11 +9,16 @@
  *             create <id>.qcow2 (incr: extended L2, backing = parent's
  *             file, relative) -> sidecar "running" -> export.add (rw)
  *   running   the Capture Agent writes through NBD; sendense-nbd's
- *             export.stats tell progress and the last write
+ *             export.stats tell progress and the last write, and any
+ *             write the image failed (a full repository): the job then
+ *             fails by itself at the next poll, as by backup.fail
  *   complete  export.remove (drain) -> check the image -> sidecar
- *             "completed" with change id, bytes written, allocation
+ *             "completed" with change id, bytes written, allocation;
+ *             a job with a failed write is failed instead
  *   fail      export.remove -> sidecar "failed" with the reason -> image
- *             deleted (unless keep_failed_images)
+ *             deleted (unless keep_failed_images); when the repository
+ *             is too full for the sidecar, the image goes first
+ *             (unless kept: then the sidecar waits for room)
  *
  * A start that fails midway undoes what it did (exports, images,
  * sidecars, folders and vm.json it created), so nothing is left behind.
@@ -22,10 +27,14 @@
  * the daemon runs. A daemon killed during a job leaves "running"
  * sidecars, which sdd_jobs_recover() resolves at the next start (export
  * removed, sidecar failed). Idle jobs (no write for idle_timeout) are
- * found by sdd_jobs_find_idle(), called from the daemon's timer.
+ * found by sdd_jobs_find_idle(), called from the daemon's timer, which
+ * also retries the sidecars a failure could not write (a full
+ * repository); a daemon stopped before that resolves them at restart.
  *
- * Not thread-safe; calls to sendense-nbd block (nbd-client.h). Nothing
- * here logs: errors come back in struct sd_error.
+ * Not thread-safe; calls to sendense-nbd block (nbd-client.h). Errors
+ * come back in struct sd_error; the only logging is of what no caller
+ * would otherwise report: a job failed by a poll on a write error, a
+ * sidecar written late, an image removed early to make room.
  */
 #ifndef SENDENSE_CATALOG_JOBS_H
 #define SENDENSE_CATALOG_JOBS_H
@@ -67,6 +76,9 @@ struct sdd_job_disk {
 
     /* What start did, for undo. */
     bool dir_created, image_created, sidecar_written, export_added;
+    /* Failed, but the sidecar on disk still says running: it could not
+     * be written (retried by the timer, resolved at restart). */
+    bool sidecar_pending;
 
     /* Progress: counters of the last export.stats, and of the last
      * status call (the base of its speed). */
@@ -131,9 +143,13 @@ int sdd_jobs_start(struct sdd_jobs *jobs, const struct sdd_start_req *req,
 
 /* job-finish.c */
 /* change_ids: {disk: "change id"} (borrowed; may be NULL). */
+/* A job whose exports saw a failed write is failed with the reason
+ * (-ENOSPC for a full repository, else -EIO), never completed. */
 int sdd_jobs_complete(struct sdd_jobs *jobs, struct sdd_job *job,
                       json_t *change_ids, struct sd_error *err);
-int sdd_jobs_fail(struct sdd_jobs *jobs, struct sdd_job *job,
+/* The job is failed once the exports are gone, even when a sidecar
+ * could not be written (then the error says so). */
+int sdd_jobs_fail(const struct sdd_jobs *jobs, struct sdd_job *job,
                   const char *reason, struct sd_error *err);
 
 /* One backup left running by a daemon that died, as recovery saw it. */
@@ -152,14 +168,17 @@ int sdd_jobs_recover(struct sdd_jobs *jobs, const struct sdd_repository *repo,
 
 /* job-progress.c */
 /* Ask sendense-nbd for the counters of each disk of a running job; a
- * disk whose counters grew moves last_write. */
+ * disk whose counters grew moves last_write. A failed write on any
+ * export fails the job (logged); if even that fails, the job stays
+ * running and the error is returned. */
 int sdd_job_refresh(const struct sdd_jobs *jobs, struct sdd_job *job,
                     struct sd_error *err);
 /* The job as JSON (new reference), with progress: percent, speed since
  * the previous call (with_speed), ETA. NULL when out of memory. */
 json_t *sdd_job_to_json(struct sdd_job *job, bool with_speed);
 /* A running job without a write for idle_timeout seconds at now
- * (CLOCK_MONOTONIC), after refreshing each one; NULL when none. */
+ * (CLOCK_MONOTONIC), after refreshing each one (and retrying pending
+ * sidecars); NULL when none. */
 struct sdd_job *sdd_jobs_find_idle(const struct sdd_jobs *jobs,
                                    const struct timespec *now);
 

@@ -6,6 +6,7 @@
 #include "common/rpc-client.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 /* The errno a JSON-RPC error object stands for. */
@@ -90,11 +91,18 @@ static uint64_t counter(json_t *obj, const char *key)
     return v > 0 ? (uint64_t)v : 0;
 }
 
+static void copy_text(char *dst, size_t size, json_t *value)
+{
+    const char *text = json_string_value(value);
+
+    snprintf(dst, size, "%s", text ? text : "");
+}
+
 int nbdc_export_stats(const char *socket_path, const char *name,
                       struct nbdc_export_stats *out, struct sd_error *err)
 {
     json_t *params = json_pack("{s:s}", "name", name);
-    json_t *result = NULL, *stats, *bytes;
+    json_t *result = NULL, *stats, *bytes, *last_error;
     int ret;
 
     if (!params)
@@ -115,7 +123,13 @@ int nbdc_export_stats(const char *socket_path, const char *name,
         .bytes_trimmed = counter(bytes, "trim"),
         .clients = (unsigned)counter(stats, "clients"),
         .last_activity_ms = (int64_t)counter(stats, "last_activity_ms"),
+        .write_errors = counter(stats, "write_errors"),
     };
+    last_error = json_object_get(stats, "last_error");
+    copy_text(out->last_errno, sizeof(out->last_errno),
+              json_object_get(last_error, "errno"));
+    copy_text(out->last_error, sizeof(out->last_error),
+              json_object_get(last_error, "message"));
     json_decref(result);
     return 0;
 }

@@ -45,6 +45,12 @@ struct nbdc_export_stats {
     uint64_t bytes_trimmed;
     unsigned clients;
     int64_t last_activity_ms;       /* wall clock, 0 when none */
+    /* Writes (and flushes) the image failed: data the client sent is
+     * not in it. The last one's errno name ("ENOSPC"; "" when none, or
+     * from a server too old to say) and message. */
+    uint64_t write_errors;
+    char last_errno[16];
+    char last_error[160];
 };
 
 int nbdc_export_stats(const char *socket_path, const char *name,

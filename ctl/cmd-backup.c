@@ -147,11 +147,9 @@ static int print_chain(const json_t *r)
 static void print_size_field(const char *key, const json_t *b,
                              const char *field)
 {
-    char text[64], size[32];
+    char text[64];
 
-    ctl_human_size(ctl_u64(b, field), size, sizeof(size));
-    snprintf(text, sizeof(text), "%s (%llu bytes)", size,
-             (unsigned long long)ctl_u64(b, field));
+    ctl_exact_size(ctl_u64(b, field), text, sizeof(text));
     ctl_print_field(key, text);
 }
 

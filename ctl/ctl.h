@@ -13,6 +13,8 @@
  *   cmd-retention.c backup delete|verify|prune   (sendensed)
  *   cmd-restore.c   restore export|mount|ls|...  (sendensed)
  *   forward.c       commands whose args map one to one onto params
+ *   print-retention.c  default output of backup delete|verify|prune
+ *   print-restore.c    default output of restore ...
  *
  * Conventions every command keeps:
  *  - run() gets argv with argv[0] = the command's name and returns the
@@ -152,6 +154,8 @@ int ctl_report_rpc(const char *what, const struct ctl_rpc_error *err);
 int ctl_print_json(const json_t *value);
 /* "1.5 GiB", "512 B". */
 void ctl_human_size(uint64_t bytes, char *buf, size_t len);
+/* "1.5 GiB (1610612736 bytes)": where the exact count matters. */
+void ctl_exact_size(uint64_t bytes, char *buf, size_t len);
 /* An RFC 3339 time (as the daemons write it) as "2025-10-05 13:00:00 UTC";
  * "-" for none. */
 void ctl_human_time(const char *rfc3339, char *buf, size_t len);
@@ -187,7 +191,8 @@ int ctl_call_and_print(const struct ctl_ctx *ctx, bool nbd,
 
 /* forward.c: a command described by a table. Positional arguments fill
  * args[i] in order; each option sets its param. The result is printed
- * as JSON; -32601 from the daemon is "not implemented yet by sendensed". */
+ * by human, or as JSON with --json (or without human); -32601 from the
+ * daemon is "not implemented yet by sendensed". */
 enum ctl_forward_type { CTL_FWD_STRING, CTL_FWD_INT, CTL_FWD_BOOL };
 struct ctl_forward_opt {
     const char *option;         /* without "--"; NULL ends the table */
@@ -200,6 +205,7 @@ struct ctl_forward {
     const char *const *args;    /* param names, NULL-ended */
     int min_args;
     const struct ctl_forward_opt *options;  /* may be NULL */
+    ctl_human_fn *human;        /* the default output; may be NULL */
 };
 int ctl_run_forward(struct ctl_ctx *ctx, int argc, char **argv,
                     const struct ctl_forward *f);
@@ -221,5 +227,21 @@ CTL_DECLARE_CMD(ctl_backup_watch);
 CTL_DECLARE_CMD(ctl_backup_delete);
 CTL_DECLARE_CMD(ctl_backup_verify);
 CTL_DECLARE_CMD(ctl_backup_prune);
+
+/* The default output of the forwarded commands, one per method, from
+ * the results docs/SENDENSED.md gives; each returns an exit status. */
+/* print-retention.c */
+int ctl_print_delete(const json_t *result);
+int ctl_print_verify(const json_t *result);
+int ctl_print_prune(const json_t *result);
+/* print-restore.c */
+int ctl_print_restore_export(const json_t *result);
+int ctl_print_restore_unexport(const json_t *result);
+int ctl_print_restore_list(const json_t *result);
+int ctl_print_restore_mount(const json_t *result);
+int ctl_print_restore_ls(const json_t *result);
+int ctl_print_restore_stat(const json_t *result);
+int ctl_print_restore_extract(const json_t *result);
+int ctl_print_restore_umount(const json_t *result);
 
 #endif

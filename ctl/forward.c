@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Table-driven commands: positional arguments and options become the
- * method's params one to one, and the result is printed as JSON (these
- * results are nested; a table would hide most of them). Used by the
- * newer sendensed methods (cmd-restore.c, cmd-retention.c).
+ * method's params one to one, and the result is printed by the table's
+ * human function (print-restore.c, print-retention.c), or as JSON with
+ * --json. Used by the newer sendensed methods (cmd-restore.c,
+ * cmd-retention.c).
  *
  * A sendensed older than the method answers -32601 (method not found);
  * that is reported as "not implemented yet by sendensed", exit status 1.
@@ -32,7 +33,10 @@ static int call_forward(const struct ctl_ctx *ctx,
                             f->method);
         return ctl_report_rpc(f->method, &err);
     }
-    status = ctl_print_json(result);
+    if (ctx->json || !f->human)
+        status = ctl_print_json(result);
+    else
+        status = f->human(result);
     json_decref(result);
     return status;
 }

@@ -60,6 +60,14 @@ void ctl_human_size(uint64_t bytes, char *buf, size_t len)
              unit[i]);
 }
 
+void ctl_exact_size(uint64_t bytes, char *buf, size_t len)
+{
+    char size[32];
+
+    ctl_human_size(bytes, size, sizeof(size));
+    snprintf(buf, len, "%s (%llu bytes)", size, (unsigned long long)bytes);
+}
+
 static void format_tm(const struct tm *tm, char *buf, size_t len)
 {
     if (strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", tm) == 0)

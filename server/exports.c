@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "server/exports.h"
+#include "common/jsonrpc.h"
 #include "common/log.h"
 #include "server/conn.h"
 #include "server/image-table.h"
@@ -30,15 +31,22 @@ static struct export_stats *stats_new(void)
 {
     struct export_stats *st = calloc(1, sizeof(*st));
 
-    if (st)
-        atomic_init(&st->refs, 1);
+    if (!st)
+        return NULL;
+    if (pthread_mutex_init(&st->error_lock, NULL) != 0) {
+        free(st);
+        return NULL;
+    }
+    atomic_init(&st->refs, 1);
     return st;
 }
 
 static void stats_unref(struct export_stats *st)
 {
-    if (st && atomic_fetch_sub(&st->refs, 1) == 1)
+    if (st && atomic_fetch_sub(&st->refs, 1) == 1) {
+        pthread_mutex_destroy(&st->error_lock);
         free(st);
+    }
 }
 
 void export_stats_count(struct export_stats *st, enum export_op op,
@@ -48,6 +56,25 @@ void export_stats_count(struct export_stats *st, enum export_op op,
     atomic_fetch_add_explicit(&st->bytes[op], bytes, memory_order_relaxed);
     atomic_store_explicit(&st->last_activity_ms, now_realtime_ms(),
                           memory_order_relaxed);
+}
+
+void export_stats_write_error(struct export_stats *st, enum export_op op,
+                              int err, const char *msg, uint64_t offset,
+                              uint64_t length)
+{
+    struct export_write_error *e = &st->last_error;
+
+    /* Counted before the client gets its error reply, so whoever the
+     * client tells next (its backup catalog) finds it in export.stats. */
+    atomic_fetch_add(&st->write_errors, 1);
+    pthread_mutex_lock(&st->error_lock);
+    e->err = -err;
+    e->op = op;
+    e->offset = offset;
+    e->length = length;
+    e->time_ms = now_realtime_ms();
+    snprintf(e->message, sizeof(e->message), "%s", msg ? msg : strerror(-err));
+    pthread_mutex_unlock(&st->error_lock);
 }
 
 void export_def_ref(struct export_def *def)
@@ -468,7 +495,23 @@ static const char *const op_names[EXPORT_OP_COUNT] = {
     "read", "write", "zero", "trim", "flush", "block_status", "cache",
 };
 
-static json_t *stats_json(const struct export_stats *st)
+/* The last write error as JSON, or JSON null when there was none. */
+static json_t *last_error_json(struct export_stats *st)
+{
+    struct export_write_error e;
+
+    pthread_mutex_lock(&st->error_lock);
+    e = st->last_error;
+    pthread_mutex_unlock(&st->error_lock);
+    if (!e.err)
+        return json_null();
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}",
+        "errno", jsonrpc_errno_name(-e.err), "message", e.message,
+        "op", op_names[e.op], "offset", (json_int_t)e.offset,
+        "length", (json_int_t)e.length, "time_ms", (json_int_t)e.time_ms);
+}
+
+static json_t *stats_json(struct export_stats *st)
 {
     json_t *bytes = json_object(), *ops = json_object();
 
@@ -478,12 +521,14 @@ static json_t *stats_json(const struct export_stats *st)
         json_object_set_new(ops, op_names[i],
                             json_integer((json_int_t)atomic_load(&st->ops[i])));
     }
-    return json_pack("{s:o, s:o, s:I, s:i, s:I, s:I}",
+    return json_pack("{s:o, s:o, s:I, s:i, s:I, s:I, s:I, s:o}",
         "bytes", bytes, "ops", ops,
         "errors", (json_int_t)atomic_load(&st->errors),
         "clients", atomic_load(&st->clients),
         "connections_total", (json_int_t)atomic_load(&st->connections_total),
-        "last_activity_ms", (json_int_t)atomic_load(&st->last_activity_ms));
+        "last_activity_ms", (json_int_t)atomic_load(&st->last_activity_ms),
+        "write_errors", (json_int_t)atomic_load(&st->write_errors),
+        "last_error", last_error_json(st));
 }
 
 static const char *format_name(enum sd_export_format f)

@@ -21,6 +21,7 @@
 #include "server/server-config.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -32,6 +33,16 @@ enum export_op { EXPORT_OP_READ, EXPORT_OP_WRITE, EXPORT_OP_ZERO,
                  EXPORT_OP_TRIM, EXPORT_OP_FLUSH, EXPORT_OP_BLOCK_STATUS,
                  EXPORT_OP_CACHE, EXPORT_OP_COUNT };
 
+/* The last write the image failed: what a backup catalog needs to know
+ * that data was lost (a full repository, an I/O error). */
+struct export_write_error {
+    int err;                        /* positive errno; 0: none yet */
+    enum export_op op;
+    uint64_t offset, length;
+    int64_t time_ms;                /* CLOCK_REALTIME */
+    char message[160];
+};
+
 struct export_stats {
     atomic_int refs;
     atomic_uint_fast64_t bytes[EXPORT_OP_COUNT];
@@ -40,6 +51,11 @@ struct export_stats {
     atomic_int clients;
     atomic_uint_fast64_t connections_total;
     atomic_int_fast64_t last_activity_ms;   /* CLOCK_REALTIME */
+    /* Written only on the error path of a write (export_stats_write_error),
+     * so the lock costs the data path nothing. */
+    atomic_uint_fast64_t write_errors;
+    pthread_mutex_t error_lock;     /* guards last_error */
+    struct export_write_error last_error;
 };
 
 struct export_def {
@@ -59,6 +75,12 @@ void export_def_unref(struct export_def *def);
 
 void export_stats_count(struct export_stats *st, enum export_op op,
                         uint64_t bytes);
+/* Any thread: the image failed a write, zero, trim or flush (also the
+ * flush of a writer's disconnect) with err (negative errno); msg says
+ * why (NULL: strerror). Counts it and keeps it as the last error. */
+void export_stats_write_error(struct export_stats *st, enum export_op op,
+                              int err, const char *msg, uint64_t offset,
+                              uint64_t length);
 
 /* Any thread: the live definition of name, referenced, or NULL with
  * *why set (not found, or waiting to be reopened). */

@@ -417,6 +417,7 @@ static enum export_op op_of(uint16_t type)
 }
 
 static void queue_reply(struct nbd_req *q);
+static bool is_ordered(uint16_t type);
 
 static void test_delay(struct nbd_req *q)
 {
@@ -482,6 +483,9 @@ static void finish_request(struct nbd_req *q)
                     q->c->label, cmd_name(q->r.type), q->r.offset,
                     q->r.length, msg);
         atomic_fetch_add(&q->c->def->stats->errors, 1);
+        if (is_ordered(q->r.type) || q->r.type == NBD_CMD_FLUSH)
+            export_stats_write_error(q->c->def->stats, op_of(q->r.type),
+                                     ret, msg, q->r.offset, q->r.length);
         free(q->meta);
         q->meta = NULL;
         if (q->iov != q->iov_inline)
@@ -858,9 +862,12 @@ static void finish_transmission(struct conn *c)
         /* The client may never have sent FLUSH: what it wrote must not
          * depend on someone else flushing later. */
         int ret = flush_image(c);
-        if (ret < 0)
-            sd_log_error("%s: flush on disconnect failed: %s", c->label,
-                         sd_img_strerror(image_of(c)->img, ret));
+        if (ret < 0) {
+            const char *msg = sd_img_strerror(image_of(c)->img, ret);
+            sd_log_error("%s: flush on disconnect failed: %s", c->label, msg);
+            export_stats_write_error(c->def->stats, EXPORT_OP_FLUSH, ret, msg,
+                                     0, 0);
+        }
     }
     c->sender_running = false;
     co_queue_wake_all(&c->send_wait);

@@ -3,7 +3,8 @@
 # server.info; export.add (idempotent, persisted atomically as
 # <name>.yaml and still there after a restart, EEXIST without replace,
 # bad params refused with nothing written); export.get; export.stats
-# (counters after known client operations, clients, last activity);
+# (counters after known client operations, clients, last activity;
+# a write the full file system refused: write_errors and last_error);
 # export.remove with and without drain; export.fence; connection.list and
 # connection.close; malformed JSON and batches on one connection; peers
 # that are not root refused; the socket's mode.
@@ -162,7 +163,8 @@ d = lambda kind, op: a[kind][op] - b[kind][op]
 (d("ops", "trim"), d("bytes", "trim")) == (1, 65536) and
 d("ops", "flush") == 1 and
 a["connections_total"] - b["connections_total"] == 1 and
-a["last_activity_ms"] > b["last_activity_ms"] and a["clients"] == 0)' ||
+a["last_activity_ms"] > b["last_activity_ms"] and a["clients"] == 0 and
+a["write_errors"] == 0 and a["last_error"] is None)' ||
     fail "export.stats after known operations: before $s0 after $s1"
 
 # --- connection.list and connection.close ---
@@ -332,4 +334,53 @@ out=$(srv_rpc_may_fail export.get '{"name": "a"}' 2>&1)
 echo "$out" | jcheck '(r.get("state") == "serving" and r["path"] == env["IMG"] + "/a.raw"
                        and r["description"] == "disk a v2")' ||
     fail "after a failed replace and a reload, a is: $out"
+
+# --- export.stats: a write the file system has no room for ---
+
+# An image on a 1 MiB tmpfs: the first 512 KiB fit, the next MiB does
+# not. The failed write is counted in write_errors and described in
+# last_error; a write refused before it reaches the image (past the end)
+# is an error, but no write error.
+full=$scratch/full
+mkdir -p "$full"
+if mount -t tmpfs -o size=1m sendense-test "$full" 2>"$scratch/mount.err"; then
+    cleanup_fn "! mountpoint -q '$full' || umount -l '$full'"
+    truncate -s 4M "$full/full.raw"
+    srv_rpc export.add "{\"name\": \"full\", \"path\": \"$full/full.raw\",
+                        \"format\": \"raw\"}" >/dev/null
+    srv_rpc export.stats '{"name": "full"}' |
+        jcheck 'r["stats"]["write_errors"] == 0 and r["stats"]["last_error"] is None' ||
+        fail "a new export has write errors: $(srv_rpc export.stats '{"name": "full"}')"
+    export T0_MS=$(date +%s%3N)
+    "$NBD_PY" - "$(srv_uri full)" <<'PY' || fail "writes into the full export"
+import errno, nbd, sys
+h = nbd.NBD()
+# e.errno is the name in some libnbd versions, the number in others.
+is_enospc = lambda e: e.errno in ("ENOSPC", errno.ENOSPC)
+h.set_strict_mode(h.get_strict_mode() & ~nbd.STRICT_BOUNDS)
+h.connect_uri(sys.argv[1])
+h.pwrite(b"\1" * (512 << 10), 0)
+for off, length in ((1 << 20, 1 << 20), (4 << 20, 4096)):
+    try:
+        h.pwrite(b"\2" * length, off)
+    except nbd.Error as e:
+        assert is_enospc(e), (off, e.errno, e)
+    else:
+        raise AssertionError("a write at %d succeeded" % off)
+h.shutdown()
+PY
+    st=$(srv_rpc export.stats '{"name": "full"}')
+    echo "$st" | jcheck '
+s = r["stats"]; e = s["last_error"]
+(s["write_errors"] == 1 and s["errors"] == 2 and
+ s["bytes"]["write"] == 512 << 10 and e is not None and
+ (e["errno"], e["message"], e["op"], e["offset"], e["length"]) ==
+ ("ENOSPC", "No space left on device", "write", 1 << 20, 1 << 20) and
+ e["time_ms"] >= int(env["T0_MS"]))' ||
+        fail "export.stats after a write into a full file system: $st"
+    srv_rpc export.remove '{"name": "full"}' >/dev/null
+    umount "$full" || fail "the tmpfs of the full export is still busy"
+else
+    echo "$0: note: no tmpfs for the write-error check: $(cat "$scratch/mount.err")" >&2
+fi
 srv_stop

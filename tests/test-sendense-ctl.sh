@@ -8,6 +8,13 @@
 # 2 with one stderr line for usage errors, 3 for a socket nobody answers
 # on, 1 with the daemon's message for a daemon error (unknown VM, a
 # method the daemon does not have); --help of every group and command.
+# The commands forwarded to sendensed print tables and key value lines by
+# default, with the right ids, sizes and names: restore export, list and
+# unexport; backup verify (with checksum), delete (refused, a leaf,
+# cascade, merge), prune (dry run, two consolidations, nothing to do);
+# their --json output is the daemon's result. Where root, FUSE and loop
+# devices are at hand, a small ext4 disk is backed up and restore mount,
+# ls, stat, extract and umount are checked the same way.
 . "${top_srcdir:-..}/tests/functions.sh"
 . "$top_srcdir/tests/server-lib.sh"
 requires nbdcopy qemu-img
@@ -69,7 +76,9 @@ for line in sys.stdin:
 sys.exit(1)' "$@"
 }
 
-srv_start
+# sendense-nbd's temporary overlays (restore mount) go to $TMPDIR.
+mkdir -p "$scratch/tmp"
+TMPDIR=$scratch/tmp srv_start
 sdd_config
 sdd_start
 
@@ -286,10 +295,124 @@ ctl_fails 1 "backup delete: not implemented yet by sendensed \(it has no method 
 ctl_fails 1 "restore mount: not implemented yet by sendensed" \
     --socket "$SRV_CTL" restore mount ctx-c1 disk0 "$INCR"
 ctl_fails 2 "--keep-last needs a number" backup prune --keep-last many
-# The forwarded commands print the daemon's result as JSON.
-ctl backup verify ctx-c1 disk0 "$INCR" | jcheck 'isinstance(r, dict)' || fail "backup verify"
-ctl restore list | jcheck '"mounts" in r and "exports" in r' || fail "restore list"
-[ -f "$REPO/ctx-c1/disk0/$INCR.qcow2" ] || fail "the incremental's image is gone"
+
+# --- restore export, list, unexport ---------------------------------------
+
+list=$(ctl restore list)
+[ "$list" = "$(printf 'EXPORT  VM  DISK  BACKUP  CREATED  URI\n\nMOUNT  VM  DISK  BACKUP  CREATED  VOLUMES')" ] ||
+    fail "restore list with nothing: $list"
+out=$(ctl restore export ctx-c1 disk0 "$FULL")
+RNAME=$(printf '%s\n' "$out" | sed -n 's/^name  *//p')
+case $RNAME in restore-disk0-"$FULL"-*) ;; *) fail "restore export: name '$RNAME': $out" ;; esac
+RURI="nbd+unix:///$RNAME?socket=$SRV_SOCK"
+[ "$(printf '%s\n' "$out" | sed -n 's/^uri  *//p')" = "$RURI" ] || fail "restore export: uri: $out"
+for want in "vm +ctx-c1" "disk +disk0" "backup +$FULL" "repository +main" \
+        "created +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} UTC"; do
+    printf '%s\n' "$out" | grep -Eq "^$want$" || fail "restore export: no line '$want': $out"
+done
+row_has "$(ctl export list)" "$RNAME" serving qcow2 ro "8 MiB" || fail "the restore export in sendense-nbd: $(ctl export list)"
+# --json: the daemon's object, with the name asked for.
+ctl restore export ctx-c1 disk1 "$FULL" --name ctl-r1 --json | jcheck '(
+    sorted(r) == ["created", "disk", "id", "name", "repository", "uri", "vm"] and
+    r["name"] == "restore-ctl-r1" and r["disk"] == "disk1" and r["id"] == "'"$FULL"'")' ||
+    fail "restore export --json"
+list=$(ctl restore list)
+row_has "$list" EXPORT VM DISK BACKUP CREATED URI || fail "restore list header: $list"
+row_has "$list" MOUNT VM DISK BACKUP CREATED VOLUMES || fail "restore list mounts header: $list"
+row_has "$list" "$RNAME" ctx-c1 disk0 "$FULL" "$RURI" || fail "restore list disk0: $list"
+row_has "$list" restore-ctl-r1 ctx-c1 disk1 "$FULL" || fail "restore list disk1: $list"
+printf '%s\n' "$list" | grep -Eq "^$RNAME  .* [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} UTC  " ||
+    fail "restore list created: $list"
+ctl restore list --json > "$scratch/rlist.json"
+$NBD_RPC "$SDD_SOCK" restore.list > "$scratch/rlist.rpc.json"
+"$PYTHON" -c 'import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); sys.exit(a != b)' \
+    "$scratch/rlist.json" "$scratch/rlist.rpc.json" || fail "restore list --json is not the daemon's result"
+[ "$(ctl restore unexport "$RNAME")" = "restore export $RNAME removed" ] || fail "restore unexport"
+ctl restore unexport restore-ctl-r1 --json | jcheck 'r == {"name": "restore-ctl-r1"}' ||
+    fail "restore unexport --json"
+ctl restore list --json | jcheck 'r == {"exports": [], "mounts": []}' || fail "restore unexport left: $(ctl restore list)"
+ctl_fails 1 "restore.unexport: " restore unexport "$RNAME"
+[ -f "$REPO/ctx-c1/disk0/$FULL.qcow2" ] && [ -f "$REPO/ctx-c1/disk0/$INCR.qcow2" ] ||
+    fail "a restore export took images with it"
+
+# --- retention: verify, delete, prune -------------------------------------
+
+# backup_r: one backup of disk0 of ctx-r (1 MiB) through the tool, the
+# whole disk written: a full first, then incrementals. Prints its id.
+head -c "$MiB" /dev/urandom > "$scratch/src-r"
+backup_r() {
+    local start
+    start=$(ctl backup start --vm ctx-r --disk disk0:1M --json)
+    must nbdcopy "$scratch/src-r" "$(echo "$start" | jget 'r["disks"][0]["uri"]')"
+    ctl backup complete "$(echo "$start" | jget 'r["job"]')" >/dev/null
+    echo "$start" | jget 'r["disks"][0]["backup_id"]'
+}
+# ids_r: the ids of ctx-r's backups, oldest first.
+ids_r() { ctl backup list --vm ctx-r --json | jget '" ".join(b["id"] for b in r["backups"])'; }
+R=()
+for i in 1 2 3 4 5; do R+=("$(backup_r)"); done
+[ "$(ids_r)" = "${R[*]}" ] && [ "${R[0]%%-*}" = full ] && [ "${R[4]%%-*}" = incr ] ||
+    fail "ctx-r's backups: $(ids_r) / ${R[*]}"
+
+# verify: the result, what was read, the checksum, a row per image.
+verify=$(ctl backup verify ctx-r disk0 "${R[2]}" --checksum)
+sum=$(ctl backup show ctx-r disk0 "${R[2]}" --json | jget 'r["checksum"]["value"]')
+for want in "backup +${R[2]}" "result +ok" "read +1 MiB in [0-9]+ runs, 0 errors" \
+        "checksum +match \(sha256\)" "recorded +$sum" "computed +$sum"; do
+    printf '%s\n' "$verify" | grep -Eq "^$want$" || fail "backup verify: no line '$want': $verify"
+done
+row_has "$verify" IMAGE CORRUPTIONS LEAKS "CHECK ERRORS" "CORRUPT BIT" ERROR || fail "backup verify header: $verify"
+[ "$(printf '%s\n' "$verify" | sed -n '/^IMAGE /,$p' | awk 'NR > 1 {print $1}' | tr '\n' ' ')" = \
+  "${R[0]} ${R[1]} ${R[2]} " ] || fail "backup verify: not one row per image of the chain: $verify"
+row_has "$verify" "${R[1]}" 0 0 0 no - || fail "backup verify row: $verify"
+ctl backup verify ctx-r disk0 "${R[2]}" --checksum --json > "$scratch/verify.json"
+$NBD_RPC "$SDD_SOCK" backup.verify '{"vm": "ctx-r", "disk": "disk0", "id": "'"${R[2]}"'", "checksum": true}' \
+    > "$scratch/verify.rpc.json"
+"$PYTHON" -c 'import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); sys.exit(a != b)' \
+    "$scratch/verify.json" "$scratch/verify.rpc.json" || fail "backup verify --json is not the daemon's result"
+jcheck 'r["ok"] is True and r["checksum"]["match"] is True' < "$scratch/verify.json" ||
+    fail "backup verify --json: $(cat "$scratch/verify.json")"
+! ctl backup verify ctx-r disk0 "${R[2]}" | grep -q "^checksum" || fail "backup verify without --checksum shows one"
+
+# delete: refused while others depend on it; a leaf; a cascade, newest
+# first; a full merged into its child (--json).
+ctl_fails 1 "backup.delete: .*${R[1]}" backup delete ctx-r "${R[0]}"
+out=$(ctl backup delete ctx-r "${R[4]}")
+row_has "$out" VM DISK BACKUP RESULT && row_has "$out" ctx-r disk0 "${R[4]}" removed &&
+    [ "$(printf '%s\n' "$out" | wc -l)" = 2 ] || fail "backup delete: $out"
+out=$(ctl backup delete ctx-r "${R[2]}" --mode cascade)
+row_has "$out" VM DISK BACKUP RESULT || fail "backup delete --mode cascade header: $out"
+[ "$(printf '%s\n' "$out" | awk 'NR > 1 {print $1, $2, $3, $4}' | tr '\n' ' ')" = \
+  "ctx-r disk0 ${R[3]} removed ctx-r disk0 ${R[2]} removed " ] || fail "backup delete --mode cascade: $out"
+[ "$(ids_r)" = "${R[0]} ${R[1]}" ] || fail "after the deletes: $(ids_r)"
+N1=full-${R[1]#*-}
+ctl backup delete ctx-r "${R[0]}" --mode merge --json | jcheck '(r == {"vm": "ctx-r",
+    "id": "'"${R[0]}"'", "disks": [{"disk": "disk0", "removed": [], "merged_into": "'"$N1"'"}]})' ||
+    fail "backup delete --mode merge --json"
+[ "$(ids_r)" = "$N1" ] || fail "after the merge: $(ids_r)"
+out=$(ctl backup delete ctx-r "$N1" --disk disk0)
+row_has "$out" ctx-r disk0 "$N1" removed || fail "backup delete of a lone full: $out"
+
+# prune: a dry run says what it would do and changes nothing; then two
+# consolidations, a row each; then nothing is left to do.
+R=()
+for i in 1 2 3; do R+=("$(backup_r)"); done
+[ "$(ids_r)" = "${R[*]}" ] || fail "ctx-r's new backups: $(ids_r) / ${R[*]}"
+out=$(ctl backup prune ctx-r --keep-last 1 --dry-run)
+[ "$(printf '%s\n' "$out" | head -2)" = "$(printf 'dry run: nothing was changed\n')" ] ||
+    fail "backup prune --dry-run banner: $out"
+row_has "$out" VM DISK ACTION BACKUP DETAIL || fail "backup prune header: $out"
+row_has "$out" ctx-r disk0 consolidate "${R[0]}" "2 step(s)" || fail "backup prune --dry-run: $out"
+[ "$(printf '%s\n' "$out" | wc -l)" = 4 ] || fail "backup prune --dry-run has other rows: $out"
+[ "$(ids_r)" = "${R[*]}" ] || fail "a dry run changed the catalog: $(ids_r)"
+out=$(ctl backup prune ctx-r --keep-last 1)
+row_has "$out" ctx-r disk0 consolidate "${R[0]}" "into full-${R[1]#*-}" || fail "backup prune, first step: $out"
+row_has "$out" ctx-r disk0 consolidate "full-${R[1]#*-}" "into full-${R[2]#*-}" || fail "backup prune, second step: $out"
+[ "$(printf '%s\n' "$out" | wc -l)" = 3 ] || fail "backup prune has other rows: $out"
+[ "$(ids_r)" = "full-${R[2]#*-}" ] || fail "after the prune: $(ids_r)"
+[ "$(ctl backup prune ctx-r --keep-last 1)" = "nothing to prune" ] || fail "a second prune"
+ctl backup prune ctx-r --keep-last 1 --dry-run --json | jcheck 'r == {"dry_run": True, "actions": []}' ||
+    fail "backup prune --json"
 
 # backup fail: the watch of a failed job exits 1 with the reason.
 start3=$(ctl backup start --vm ctx-c2 --disk disk0:1M --json)
@@ -303,6 +426,92 @@ rc=0
     fail "backup watch of a failed job: $(cat "$scratch/watch3.err")"
 grep -q "^$JOB3 failed " "$scratch/watch3.out" || fail "backup watch: $(cat "$scratch/watch3.out")"
 row_has "$(ctl backup list --vm ctx-c2)" ctx-c2 disk0 failed no || fail "failed backup not listed"
+
+# --- restore mount, ls, stat, extract, umount ----------------------------
+
+# A 16 MiB disk holding ext4 straight on it (no partition table), made
+# from a folder (mkfs.ext4 -d: no mount needed), backed up through the
+# tool, then mounted by sendensed in its private namespace.
+test_mounts() {
+    local tree=$scratch/tree out id m ls want size
+    mkdir -p "$tree/docs" "$scratch/out"
+    printf 'hello from the backup\n' > "$tree/hello.txt"
+    head -c $((3 * MiB / 2)) /dev/urandom > "$tree/docs/big.bin"
+    ln -s hello.txt "$tree/link"
+    chmod 640 "$tree/hello.txt"
+    chmod 644 "$tree/docs/big.bin"
+    chmod 750 "$tree/docs"
+    touch -h -d @1759669450 "$tree/hello.txt" "$tree/link" "$tree/docs/big.bin" "$tree/docs"
+    must mkfs.ext4 -q -F -b 4096 -d "$tree" "$scratch/fs.raw" 16M
+    out=$(ctl backup start --vm ctx-m --disk disk0:16M --json)
+    id=$(echo "$out" | jget 'r["disks"][0]["backup_id"]')
+    must nbdcopy "$scratch/fs.raw" "$(echo "$out" | jget 'r["disks"][0]["uri"]')"
+    ctl backup complete "$(echo "$out" | jget 'r["job"]')" >/dev/null
+
+    out=$(ctl restore mount ctx-m disk0 "$id")
+    m=$(printf '%s\n' "$out" | sed -n 's/^mount  *//p')
+    case $m in mnt-????????) ;; *) fail "restore mount: mount id '$m': $out" ;; esac
+    for want in "export +restore-$m" "vm +ctx-m" "disk +disk0" "backup +$id" "repository +main" \
+            "created +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} UTC"; do
+        printf '%s\n' "$out" | grep -Eq "^$want$" || fail "restore mount: no line '$want': $out"
+    done
+    row_has "$out" VOLUME KIND FSTYPE OFFSET SIZE MOUNTED NOTE || fail "restore mount header: $out"
+    row_has "$out" disk disk ext4 "0 B" - yes - || fail "restore mount volume: $out"
+    [ "$(printf '%s\n' "$out" | wc -l)" = 10 ] || fail "restore mount has other rows: $out"
+    row_has "$(ctl restore list)" "$m" ctx-m disk0 "$id" "1 (1 mounted)" ||
+        fail "restore list with a mount: $(ctl restore list)"
+
+    # ls: type, size, mode, mtime, name; sorted by name.
+    ls=$(ctl restore ls "$m" disk /)
+    row_has "$ls" TYPE SIZE MODE MTIME NAME || fail "restore ls header: $ls"
+    row_has "$ls" dir "4 KiB" rwxr-x--- "2025-10-05 13:04:10 UTC" docs || fail "restore ls docs: $ls"
+    row_has "$ls" file "22 B" rw-r----- "2025-10-05 13:04:10 UTC" hello.txt || fail "restore ls hello.txt: $ls"
+    row_has "$ls" symlink "9 B" rwxrwxrwx "2025-10-05 13:04:10 UTC" link || fail "restore ls link: $ls"
+    row_has "$ls" dir rwx------ lost+found || fail "restore ls lost+found: $ls"
+    [ "$(printf '%s\n' "$ls" | awk 'NR > 1 {print $NF}' | tr '\n' ' ')" = "docs hello.txt link lost+found " ] ||
+        fail "restore ls rows: $ls"
+    ls=$(ctl restore ls "$m" disk docs)
+    row_has "$ls" file "1.5 MiB" rw-r--r-- "2025-10-05 13:04:10 UTC" big.bin &&
+        [ "$(printf '%s\n' "$ls" | wc -l)" = 2 ] || fail "restore ls docs: $ls"
+    ctl restore ls "$m" disk docs --json | jcheck '(r == {"entries": [{"name": "big.bin",
+        "type": "file", "size": 3 << 19, "mode": 0o644, "mtime": 1759669450}]})' ||
+        fail "restore ls --json: $(ctl restore ls "$m" disk docs --json)"
+
+    want=$(printf '%s\n' "name             hello.txt" "type             file" \
+        "size             22 B (22 bytes)" "mode             rw-r----- (0640)" \
+        "mtime            2025-10-05 13:04:10 UTC")
+    [ "$(ctl restore stat "$m" disk hello.txt)" = "$want" ] ||
+        fail "restore stat: $(ctl restore stat "$m" disk hello.txt)"
+    ctl restore stat "$m" disk link | grep -Eq "^type +symlink$" || fail "restore stat of a symlink"
+
+    out=$(ctl restore extract "$m" disk hello.txt "$scratch/out/hello.txt")
+    [ "$out" = "extracted to $scratch/out/hello.txt: file, 22 B (22 bytes)" ] || fail "restore extract: $out"
+    cmp -s "$tree/hello.txt" "$scratch/out/hello.txt" || fail "restore extract: not the file"
+    out=$(ctl restore extract "$m" disk docs "$scratch/out/docs.tar")
+    size=$(stat -c %s "$scratch/out/docs.tar")
+    printf '%s\n' "$out" | grep -Eq "^extracted to $scratch/out/docs.tar: tar archive, 1\.5 MiB \($size bytes\)$" ||
+        fail "restore extract of a folder: $out"
+    tar -xOf "$scratch/out/docs.tar" ./big.bin | cmp -s - "$tree/docs/big.bin" ||
+        fail "restore extract of a folder: big.bin not in the archive"
+    ctl_fails 1 "restore.extract: link: only files and directories" \
+        restore extract "$m" disk link "$scratch/out/link"
+    ctl restore extract "$m" disk hello.txt "$scratch/out/again.txt" --json | jcheck '(r == {
+        "dest": "'"$scratch/out/again.txt"'", "format": "file", "bytes": 22})' ||
+        fail "restore extract --json"
+
+    [ "$(ctl restore umount "$m")" = "mount $m unmounted" ] || fail "restore umount"
+    ctl restore list --json | jcheck 'r["mounts"] == []' || fail "restore umount left: $(ctl restore list)"
+    ctl_fails 1 "restore.umount: " restore umount "$m"
+    [ -z "$(losetup -a | grep -F "$SDD_DIR/restore/")" ] || fail "loop devices left: $(losetup -a)"
+}
+
+if [ "$(id -u)" = 0 ] && [ -c /dev/fuse ] && [ -c /dev/loop-control ] &&
+        command -v nbdfuse >/dev/null && command -v mkfs.ext4 >/dev/null &&
+        command -v losetup >/dev/null; then
+    test_mounts
+else
+    echo "$0: note: restore mount not tested (needs root, FUSE, loop devices, nbdfuse, mkfs.ext4)" >&2
+fi
 
 sdd_stop
 srv_stop

@@ -7,8 +7,9 @@
 # keep_last=3 in commit mode and in synthetic mode, every kept point still
 # reading as saved (qemu-img compare through its chain) and clean
 # (qemu-img check); sendensed killed (abort) after each step of a
-# consolidation in both modes, restarted, every retained point still
-# restorable and the folder holding exactly the catalog's files; the
+# consolidation in both modes and of a delete by merge, restarted, every
+# retained point still restorable and the folder holding exactly the
+# catalog's files; the
 # repository's retention applied after each backup; repo.cleanup removing
 # what an interrupted delete leaves; backup.verify finding a flipped byte
 # in a data cluster by checksum; a consolidation paused mid-way while the
@@ -242,6 +243,29 @@ for mode in commit synthetic; do
     done
 done
 grep -q "finished an interrupted consolidation" "$SDD_LOG" || fail "no recovery logged"
+
+# The same for deleting an incremental by merging it into its child: a
+# crash at any step is finished at the next start, the child keeping its
+# content, re-pointed at the grandparent, its checksum right.
+for step in merge-journal merge-child merge-sidecar; do
+    vm=ctx-crash-$step
+    read -r -a K <<< "$(chain main "$vm" $SMALL 3 | tr '\n' ' ')"
+    sdd_stop
+    SENDENSED_TEST_CRASH_AT=$step sdd_start
+    if $NBD_RPC "$SDD_SOCK" backup.delete "{\"vm\": \"$vm\", \"id\": \"${K[1]}\",
+            \"mode\": \"merge\"}" >/dev/null 2>&1; then
+        fail "merge: the daemon did not stop at step $step"
+    fi
+    wait "$SDD_PID" 2>/dev/null
+    SDD_PID=
+    sdd_start
+    check_points main "$vm" "$(stamps "${K[0]}" "${K[2]}" "${K[3]}")"
+    [ ! -e "$REPO/$vm/disk0/consolidation.journal" ] || fail "merge/$step: journal left"
+    sdd_rpc backup.show "{\"vm\": \"$vm\", \"disk\": \"disk0\", \"id\": \"${K[2]}\"}" |
+        jcheck 'r["parent"] == "'"${K[0]}"'"' || fail "merge/$step: the child's parent"
+    sdd_rpc backup.verify "{\"vm\": \"$vm\", \"disk\": \"disk0\", \"id\": \"${K[2]}\", \"checksum\": true}" |
+        jcheck 'r["ok"]' || fail "merge/$step: the child's checksum"
+done
 
 # What an interrupted delete leaves (an image whose sidecar is gone) and an
 # interrupted atomic write (a temporary file): repo.cleanup removes them.
