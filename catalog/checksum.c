@@ -131,10 +131,10 @@ out_free:
     return ret;
 }
 
-int cat_checksum_record(const char *image_path, struct cat_sidecar *sc,
-                        struct sd_error *err)
+int cat_checksum_layer(const char *image_path,
+                       char hex[CAT_CHECKSUM_HEX_LEN + 1],
+                       struct sd_error *err)
 {
-    char hex[CAT_CHECKSUM_HEX_LEN + 1];
     struct cat_layer_stats st;
     int ret = cat_checksum_image(image_path, hex, &st, err);
 
@@ -142,9 +142,25 @@ int cat_checksum_record(const char *image_path, struct cat_sidecar *sc,
         ret = sd_error_set(err, -EIO, "%s: %llu read error(s) while "
                            "computing the checksum", image_path,
                            (unsigned long long)st.read_errors);
-    if (ret == 0 && (cat_sidecar_set_string(&sc->checksum_algorithm,
-                                            CAT_CHECKSUM_ALGORITHM) < 0 ||
-                     cat_sidecar_set_string(&sc->checksum_value, hex) < 0))
+    return ret;
+}
+
+int cat_checksum_set(struct cat_sidecar *sc, const char *hex)
+{
+    if (cat_sidecar_set_string(&sc->checksum_algorithm,
+                               CAT_CHECKSUM_ALGORITHM) < 0 ||
+        cat_sidecar_set_string(&sc->checksum_value, hex) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+int cat_checksum_record(const char *image_path, struct cat_sidecar *sc,
+                        struct sd_error *err)
+{
+    char hex[CAT_CHECKSUM_HEX_LEN + 1];
+    int ret = cat_checksum_layer(image_path, hex, err);
+
+    if (ret == 0 && cat_checksum_set(sc, hex) < 0)
         ret = sd_error_set(err, -ENOMEM, "out of memory");
     return ret;
 }

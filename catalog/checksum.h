@@ -37,8 +37,14 @@ struct cat_layer_stats {
 int cat_checksum_image(const char *path, char hex[CAT_CHECKSUM_HEX_LEN + 1],
                        struct cat_layer_stats *st, struct sd_error *err);
 
-/* Compute the checksum of image_path and record it in sc (not written).
- * A read error is -EIO: a checksum over unreadable data means nothing. */
+/* The checksum of image_path; a read error is -EIO: a checksum over
+ * unreadable data means nothing. */
+int cat_checksum_layer(const char *image_path,
+                       char hex[CAT_CHECKSUM_HEX_LEN + 1],
+                       struct sd_error *err);
+/* Put hex in sc as its checksum (not written); -ENOMEM. */
+int cat_checksum_set(struct cat_sidecar *sc, const char *hex);
+/* Both: compute the checksum of image_path and record it in sc. */
 int cat_checksum_record(const char *image_path, struct cat_sidecar *sc,
                         struct sd_error *err);
 

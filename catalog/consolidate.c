@@ -83,7 +83,8 @@ void cat_test_point(const char *step)
         abort();
     if (!pause || !file || strcmp(pause, step) != 0)
         return;
-    fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    /* Only one at a time pauses: others pass while the file exists. */
+    fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd >= 0)
         close(fd);
     while (fd >= 0 && access(file, F_OK) == 0)

@@ -24,8 +24,9 @@
  * For tests, SENDENSED_TEST_CRASH_AT=<step> makes the process abort()
  * right after that step (names in docs/CONSOLIDATION.md), and
  * SENDENSED_TEST_PAUSE_AT=<step> with SENDENSED_TEST_PAUSE_FILE=<path>
- * makes the consolidation create that file after the step and wait
- * until somebody removes it; only honoured when set.
+ * makes the first consolidation there create that file after the step
+ * and wait until somebody removes it (others pass meanwhile); only
+ * honoured when set.
  */
 #ifndef SENDENSE_CATALOG_CONSOLIDATE_H
 #define SENDENSE_CATALOG_CONSOLIDATE_H

@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include "catalog/consolidate.h"
 #include "catalog/daemon.h"
 #include "common/log.h"
 
@@ -123,6 +124,67 @@ static int find_job(struct sdd_daemon *d, struct jsonrpc_request *req,
     return 0;
 }
 
+/* backup.complete: the image checks and checksums in a task (jobs.h). */
+struct complete_args {
+    char job_id[SDD_JOB_ID_LEN + 1];
+    const struct sdd_job *job;      /* kept while completing (jobs.c) */
+    json_t *change_ids;             /* touched in the loop only */
+    struct sdd_image_result *results;
+};
+
+static void complete_args_free(void *arg)
+{
+    struct complete_args *a = arg;
+
+    if (a) {
+        json_decref(a->change_ids);
+        free(a->results);
+        free(a);
+    }
+}
+
+/* Task. */
+static int run_check_images(struct sdd_task *t, json_t **result,
+                            struct sd_error *err)
+{
+    const struct complete_args *a = t->arg;
+
+    *result = NULL;
+    cat_test_point("check-images");
+    return sdd_job_check_images(a->job, a->results, err);
+}
+
+/* Back in the loop: the sidecars, the reply, then retention. */
+static void complete_done(struct sdd_task *t)
+{
+    struct sdd_daemon *d = t->d;
+    struct complete_args *a = t->arg;
+    struct sdd_job *job = sdd_jobs_find(&d->jobs, a->job_id);
+    struct sd_error err = t->err;
+    int ret;
+
+    if (!job) {                     /* cannot be: jobs.c keeps it */
+        t->ret = sd_error_set(&t->err, -ESRCH, "job %s: gone while "
+                              "completing", a->job_id);
+        sd_log_error("%s", t->err.msg);
+        return;
+    }
+    ret = sdd_jobs_complete_end(&d->jobs, job, a->change_ids, t->ret,
+                                a->results, &err);
+    if (ret < 0) {
+        sd_log_error("job %s: backup.complete: %s%s", job->id, err.msg,
+                     job->phase == SDD_PHASE_FAILED ? " (job failed)" : "");
+        (void)jsonrpc_reply_sd_error(t->req, &err);
+    } else {
+        sd_log_info("job %s: backup of VM %s completed", job->id, job->vm);
+        (void)jsonrpc_reply_result(t->req, sdd_job_to_json(job, false));
+        /* The backup is complete whatever retention then does or fails
+         * to do (it logs that itself). */
+        sdd_chains_after_backup(d, job);
+    }
+    t->req = NULL;
+}
+
 static int m_backup_complete(void *ctx, struct jsonrpc_conn *conn,
                              json_t *params, struct jsonrpc_request *req)
 {
@@ -135,24 +197,41 @@ static int m_backup_complete(void *ctx, struct jsonrpc_conn *conn,
         JSONRPC_PARAM_END,
     };
     struct sd_error err = { 0 };
+    struct complete_args *a;
     struct sdd_job *job;
     int ret = jsonrpc_params_parse(req, params, spec);
 
     (void)conn;
     if (ret < 0 || (ret = find_job(d, req, id, &job)) < 0)
         return ret;
-    ret = sdd_jobs_complete(&d->jobs, job, change_ids, &err);
+    a = calloc(1, sizeof(*a));
+    if (a)
+        a->results = calloc(job->ndisks, sizeof(*a->results));
+    if (!a || !a->results) {
+        complete_args_free(a);
+        return -ENOMEM;
+    }
+    ret = sdd_jobs_complete_begin(&d->jobs, job, change_ids, &err);
     if (ret < 0) {
+        complete_args_free(a);
         sd_log_error("job %s: backup.complete: %s%s", job->id, err.msg,
                      job->phase == SDD_PHASE_FAILED ? " (job failed)" : "");
         return jsonrpc_reply_sd_error(req, &err);
     }
-    sd_log_info("job %s: backup of VM %s completed", job->id, job->vm);
-    ret = jsonrpc_reply_result(req, sdd_job_to_json(job, false));
-    /* The backup is complete whatever retention then does or fails to
-     * do (it logs that itself). */
-    sdd_chains_after_backup(d, job);
-    return ret;
+    snprintf(a->job_id, sizeof(a->job_id), "%s", job->id);
+    a->job = job;
+    a->change_ids = json_incref(change_ids);
+    /* The job's hold keeps the VM: the task holds nothing itself. */
+    ret = sdd_task_start(d, &(struct sdd_task_spec){
+        .method = "backup.complete", .run = run_check_images,
+        .done = complete_done, .arg = a, .free_arg = complete_args_free },
+        req, &err);
+    if (ret < 0) {
+        /* Not started: the job goes back to running, retriable. */
+        (void)sdd_jobs_complete_end(&d->jobs, job, NULL, ret, NULL, &err);
+        return jsonrpc_reply_sd_error(req, &err);
+    }
+    return JSONRPC_PENDING;
 }
 
 static int m_backup_fail(void *ctx, struct jsonrpc_conn *conn,

@@ -39,7 +39,7 @@ struct sdd_daemon;
 struct sdd_jobs;
 
 enum {
-    SDD_TASKS_MAX = 4,              /* tasks running at once */
+    SDD_TASKS_MAX = 16,             /* tasks running at once */
 };
 
 /* --- holds (daemon-holds.c) ------------------------------------------- */

@@ -185,24 +185,22 @@ static int check_image(const struct sdd_job_disk *d, uint64_t *allocated,
 }
 
 static int write_completed(struct sdd_job *job, struct sdd_job_disk *d,
-                           json_t *change_ids, uint64_t allocated,
+                           json_t *change_ids,
+                           const struct sdd_image_result *res,
                            struct sd_error *err)
 {
     const char *change = json_string_value(json_object_get(change_ids,
                                                            d->name));
     struct cat_sidecar *sc = d->sc;
-    int ret;
 
     sc->status = CAT_STATUS_COMPLETED;
     sc->ended_at = job->ended_at;
     sc->bytes_written = d->stats.bytes_written;
-    sc->allocated_bytes = allocated;
-    if (change && cat_sidecar_set_string(&sc->change_id, change) < 0)
+    sc->allocated_bytes = res->allocated;
+    /* The per-backup checksum (checksum.h): it read only this image. */
+    if ((change && cat_sidecar_set_string(&sc->change_id, change) < 0) ||
+        cat_checksum_set(sc, res->checksum) < 0)
         return sd_error_set(err, -ENOMEM, "out of memory");
-    /* The per-backup checksum (checksum.h): it reads only this image. */
-    ret = cat_checksum_record(d->image_path, sc, err);
-    if (ret < 0)
-        return ret;
     return cat_sidecar_write(sc, d->dir, err);
 }
 
@@ -246,10 +244,9 @@ static int refuse_lost_writes(const struct sdd_jobs *jobs,
                         e.msg);
 }
 
-int sdd_jobs_complete(struct sdd_jobs *jobs, struct sdd_job *job,
-                      json_t *change_ids, struct sd_error *err)
+int sdd_jobs_complete_begin(struct sdd_jobs *jobs, struct sdd_job *job,
+                            json_t *change_ids, struct sd_error *err)
 {
-    uint64_t *allocated;
     int ret;
 
     if (job->phase != SDD_PHASE_RUNNING)
@@ -260,14 +257,40 @@ int sdd_jobs_complete(struct sdd_jobs *jobs, struct sdd_job *job,
         return ret;
     final_stats(jobs, job);
     ret = refuse_lost_writes(jobs, job, err);
-    if (ret < 0)
-        return ret;
-    allocated = calloc(job->ndisks, sizeof(*allocated));
-    if (!allocated)
-        return sd_error_set(err, -ENOMEM, "out of memory");
-    ret = remove_exports(jobs, job, true, err);
-    for (size_t i = 0; ret == 0 && i < job->ndisks; i++)
-        ret = check_image(&job->disks[i], &allocated[i], err);
+    if (ret == 0)
+        ret = remove_exports(jobs, job, true, err);
+    if (ret == 0)
+        job->phase = SDD_PHASE_COMPLETING;
+    return ret;
+}
+
+int sdd_job_check_images(const struct sdd_job *job,
+                         struct sdd_image_result *results,
+                         struct sd_error *err)
+{
+    int ret = 0;
+
+    for (size_t i = 0; ret == 0 && i < job->ndisks; i++) {
+        const struct sdd_job_disk *d = &job->disks[i];
+
+        ret = check_image(d, &results[i].allocated, err);
+        if (ret == 0)
+            ret = cat_checksum_layer(d->image_path, results[i].checksum,
+                                     err);
+    }
+    return ret;
+}
+
+int sdd_jobs_complete_end(struct sdd_jobs *jobs, struct sdd_job *job,
+                          json_t *change_ids, int check_ret,
+                          const struct sdd_image_result *results,
+                          struct sd_error *err)
+{
+    int ret = check_ret;
+
+    /* Back to running for a moment: failing needs it, and a job whose
+     * sidecars cannot be written stays retriable as before. */
+    job->phase = SDD_PHASE_RUNNING;
     if (ret == -EIO) {
         struct sd_error e = { 0 };
         (void)sdd_jobs_fail(jobs, job, err->msg, &e);
@@ -275,11 +298,10 @@ int sdd_jobs_complete(struct sdd_jobs *jobs, struct sdd_job *job,
         job->ended_at = jobs_now();
         for (size_t i = 0; ret == 0 && i < job->ndisks; i++)
             ret = write_completed(job, &job->disks[i], change_ids,
-                                  allocated[i], err);
+                                  &results[i], err);
         if (ret == 0)
             job->phase = SDD_PHASE_COMPLETED;
     }
-    free(allocated);
     return ret;
 }
 

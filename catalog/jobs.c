@@ -47,6 +47,12 @@ void sdd_jobs_clear(struct sdd_jobs *jobs)
     }
 }
 
+/* Running, or completing (a task reads its images). */
+static bool job_active(const struct sdd_job *j)
+{
+    return j->phase == SDD_PHASE_RUNNING || j->phase == SDD_PHASE_COMPLETING;
+}
+
 void jobs_insert(struct sdd_jobs *jobs, struct sdd_job *job)
 {
     size_t finished = 0;
@@ -57,7 +63,7 @@ void jobs_insert(struct sdd_jobs *jobs, struct sdd_job *job)
         struct sdd_job *j = *pp;
 
         /* One with a sidecar still to write is kept until it is. */
-        if (j->phase != SDD_PHASE_RUNNING && !job_sidecar_pending(j) &&
+        if (!job_active(j) && !job_sidecar_pending(j) &&
             ++finished > SDD_FINISHED_JOBS_KEPT) {
             *pp = j->next;
             job_free(j);
@@ -103,6 +109,7 @@ const char *sdd_job_phase_name(enum sdd_job_phase phase)
         [SDD_PHASE_RUNNING] = "running",
         [SDD_PHASE_COMPLETED] = "completed",
         [SDD_PHASE_FAILED] = "failed",
+        [SDD_PHASE_COMPLETING] = "completing",
     };
     return names[phase];
 }
@@ -119,7 +126,7 @@ struct sdd_job *sdd_jobs_running_for(const struct sdd_jobs *jobs,
                                      const char *vm)
 {
     for (struct sdd_job *j = jobs->list; j; j = j->next)
-        if (j->phase == SDD_PHASE_RUNNING && strcmp(j->vm, vm) == 0)
+        if (job_active(j) && strcmp(j->vm, vm) == 0)
             return j;
     return NULL;
 }

@@ -39,6 +39,7 @@
 #ifndef SENDENSE_CATALOG_JOBS_H
 #define SENDENSE_CATALOG_JOBS_H
 
+#include "catalog/checksum.h"
 #include "catalog/daemon-config.h"
 #include "catalog/export-name.h"
 #include "catalog/names.h"
@@ -59,8 +60,10 @@ enum {
 };
 
 enum sdd_job_type { SDD_JOB_FULL, SDD_JOB_INCREMENTAL, SDD_JOB_AUTO };
+/* completing: backup.complete removed the exports and its images are
+ * being checked and checksummed (off the loop); still the VM's job. */
 enum sdd_job_phase { SDD_PHASE_RUNNING, SDD_PHASE_COMPLETED,
-                     SDD_PHASE_FAILED };
+                     SDD_PHASE_FAILED, SDD_PHASE_COMPLETING };
 
 struct sdd_job_disk {
     char name[CAT_NAME_MAX + 1];
@@ -133,7 +136,7 @@ const char *sdd_job_type_name(enum sdd_job_type type);
 const char *sdd_job_phase_name(enum sdd_job_phase phase);
 
 struct sdd_job *sdd_jobs_find(const struct sdd_jobs *jobs, const char *id);
-/* The running job of vm, or NULL. */
+/* The running (or completing) job of vm, or NULL. */
 struct sdd_job *sdd_jobs_running_for(const struct sdd_jobs *jobs,
                                      const char *vm);
 
@@ -142,11 +145,33 @@ int sdd_jobs_start(struct sdd_jobs *jobs, const struct sdd_start_req *req,
                    struct sdd_job **out, struct sd_error *err);
 
 /* job-finish.c */
-/* change_ids: {disk: "change id"} (borrowed; may be NULL). */
-/* A job whose exports saw a failed write is failed with the reason
- * (-ENOSPC for a full repository, else -EIO), never completed. */
-int sdd_jobs_complete(struct sdd_jobs *jobs, struct sdd_job *job,
-                      json_t *change_ids, struct sd_error *err);
+/* backup.complete in three steps; the middle one reads whole images, so
+ * sendensed runs it in a task, off its loop.
+ *
+ * 1. sdd_jobs_complete_begin: change_ids ({disk: "change id"}, borrowed,
+ *    may be NULL) checked, final counters, exports drained and removed;
+ *    the job is then completing. A job whose exports saw a failed write
+ *    is failed with the reason (-ENOSPC for a full repository, else
+ *    -EIO), never completed.
+ * 2. sdd_job_check_images: each image checked, its host bytes and its
+ *    checksum computed into results (job->ndisks of them). Touches no
+ *    state of the job: safe in another thread while the job stays.
+ * 3. sdd_jobs_complete_end: with step 2's outcome, the sidecars written
+ *    completed, or the job failed (a corrupt image: -EIO). */
+struct sdd_image_result {
+    uint64_t allocated;             /* host bytes of the image file */
+    char checksum[CAT_CHECKSUM_HEX_LEN + 1];
+};
+
+int sdd_jobs_complete_begin(struct sdd_jobs *jobs, struct sdd_job *job,
+                            json_t *change_ids, struct sd_error *err);
+int sdd_job_check_images(const struct sdd_job *job,
+                         struct sdd_image_result *results,
+                         struct sd_error *err);
+int sdd_jobs_complete_end(struct sdd_jobs *jobs, struct sdd_job *job,
+                          json_t *change_ids, int check_ret,
+                          const struct sdd_image_result *results,
+                          struct sd_error *err);
 /* The job is failed once the exports are gone, even when a sidecar
  * could not be written (then the error says so). */
 int sdd_jobs_fail(const struct sdd_jobs *jobs, struct sdd_job *job,

@@ -86,13 +86,13 @@ static void print_progress(const json_t *job, bool tty)
     fflush(stdout);
 }
 
-/* -1 while running, else the exit status the job's end calls for. With
+/* -1 while running or completing, else the exit status the job's end calls for. With
  * --json the last object already says how it ended: stdout gets no more. */
 static int job_outcome(const json_t *job, bool tty, bool json)
 {
     const char *phase = ctl_str(job, "phase", "?");
 
-    if (strcmp(phase, "running") == 0)
+    if (strcmp(phase, "running") == 0 || strcmp(phase, "completing") == 0)
         return -1;
     if (tty)
         printf("\n");

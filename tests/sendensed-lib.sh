@@ -4,7 +4,7 @@
 # sdd_config [YAML...]   write the config of the next sdd_start (sockets
 #                        of the running sendense-nbd, the repositories
 #                        $SDD_REPOSITORIES or else "main" at $REPO,
-#                        restore_runtime_dir $SDD_DIR/restore) and the
+#                        restore_runtime_dir $SDD_RT) and the
 #                        YAML lines given
 # sdd_start / sdd_stop / sdd_kill   start and wait for its socket;
 #                        SIGTERM (exit 0, no sanitizer report); SIGKILL
@@ -14,8 +14,12 @@
 #                        expression over r (jcheck: exit status)
 # write_blocks URI FILE BLOCK...   write those 64 KiB blocks of FILE at
 #                        the same offsets through NBD (python3-libnbd)
+# remember_loops / assert_nothing_left WHAT   restore tests: note the
+#                        loop devices of the mounts now up; fail unless
+#                        no mount, loop device, nbdfuse, restore export
+#                        or runtime folder of restore is left
 #
-# Sets SDD_DIR SDD_SOCK SDD_LOG REPO SDD_PID and SENDENSED.
+# Sets SDD_DIR SDD_SOCK SDD_LOG REPO SDD_PID SDD_RT and SENDENSED.
 
 SENDENSED=${SENDENSED:-$(cd "$top_builddir/catalog" 2>/dev/null && pwd)/sendensed}
 if [ ! -x "$SENDENSED" ]; then
@@ -26,6 +30,7 @@ fi
 SDD_DIR=$scratch/sdd
 SDD_SOCK=$SDD_DIR/sendensed.sock
 SDD_LOG=$SDD_DIR/sendensed.log
+SDD_RT=$SDD_DIR/restore         # restore_runtime_dir
 REPO=$scratch/repo
 SDD_PID=
 mkdir -p "$SDD_DIR"
@@ -53,7 +58,7 @@ sdd_config() {
         echo "nbd_control_socket: $SRV_CTL"
         echo "nbd_uri_base: \"nbd+unix:///{name}?socket=$SRV_SOCK\""
         echo "repositories: $repos"
-        echo "restore_runtime_dir: $SDD_DIR/restore"
+        echo "restore_runtime_dir: $SDD_RT"
         for line in "$@"; do echo "$line"; done
     } > "$SDD_DIR/sendensed.yaml"
 }
@@ -125,4 +130,61 @@ with open(sys.argv[2], "rb") as f:
 h.flush()
 h.shutdown()
 EOF
+}
+
+# --- restore: checks that nothing is left ----------------------------------
+
+# Loop devices backed by a file under $SDD_RT, as sysfs names them; every
+# one ever seen is remembered, to check later that it was detached
+# (sysfs shows "/disk" for nbdfuse's file once its namespace is gone).
+# nbdfuse's file is in sendensed's namespace, out of our root's reach, so
+# the kernel names it from the global root: when the suite runs in a
+# chroot, the chroot's own folder comes first, hence *"$SDD_RT"/*.
+SEEN_LOOPS=
+our_loops() {
+    local f b
+    for f in /sys/block/loop*/loop/backing_file; do
+        [ -e "$f" ] || continue
+        b=$(cat "$f" 2>/dev/null) || continue
+        case $b in *"$SDD_RT"/*) echo "${f%/loop/backing_file}" ;; esac
+    done
+}
+remember_loops() {
+    local now
+    now=$(our_loops | tr '\n' ' ')
+    SEEN_LOOPS="${SEEN_LOOPS:+$SEEN_LOOPS }${now% }"
+}
+loops_left() {
+    local l b
+    for l in $SEEN_LOOPS; do
+        b=$(cat "$l/loop/backing_file" 2>/dev/null) || continue
+        case $b in *"$SDD_RT"/* | /disk) echo "$l $b" ;; esac
+    done
+    losetup -a | grep -F "$SDD_RT/" || :
+}
+daemon_mounts() {
+    [ -n "$SDD_PID" ] || return 0
+    grep -F " $SDD_RT/" "/proc/$SDD_PID/mountinfo" || :
+}
+our_nbdfuse() { pgrep -a -f "^nbdfuse .*$SDD_RT/" || :; }
+restore_exports() {
+    srv_rpc export.list | jget '" ".join(sorted(e["name"] for e in r["exports"] if e["name"].startswith("restore-")))'
+}
+
+assert_nothing_left() {
+    local what=$1 left
+    left=$(daemon_mounts)
+    [ -z "$left" ] || fail "$what: mounts left in sendensed's namespace: $left"
+    left=$(grep -F " $SDD_RT/" /proc/self/mountinfo || :)
+    [ -z "$left" ] || fail "$what: mounts left in the test's namespace: $left"
+    left=$(loops_left)
+    [ -z "$left" ] || fail "$what: loop devices left: $left"
+    left=$(our_nbdfuse)
+    [ -z "$left" ] || fail "$what: nbdfuse left: $left"
+    left=$(restore_exports)
+    [ -z "$left" ] || fail "$what: restore exports left in sendense-nbd: $left"
+    if [ -d "$SDD_RT" ]; then
+        left=$(ls -A "$SDD_RT")
+        [ -z "$left" ] || fail "$what: folders left in $SDD_RT: $left"
+    fi
 }

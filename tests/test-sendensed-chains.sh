@@ -373,5 +373,37 @@ wait "$PRUNE_PID" 2>/dev/null || :
 sdd_start
 check_points main ctx-task "$(stamps "${T[2]}")"
 sdd_stop
+
+# backup.complete checks and checksums its images off the loop too: while
+# that is paused the job is "completing", cannot be failed, its VM takes
+# no second job, and another VM's backup runs start to end.
+SENDENSED_TEST_PAUSE_AT=check-images SENDENSED_TEST_PAUSE_FILE=$PAUSE sdd_start
+start=$(sdd_rpc backup.start "{\"vm\": \"ctx-task\", \"disks\": [{\"name\": \"disk0\", \"size\": $SIZE}]}")
+job=$(echo "$start" | jget 'r["job"]')
+must nbdcopy "$SAVED/ctx-task/current" "$(echo "$start" | jget 'r["disks"][0]["uri"]')"
+$NBD_RPC "$SDD_SOCK" backup.complete "{\"job\": \"$job\"}" > "$scratch/complete.out" 2>&1 &
+complete_pid=$!
+for i in $(seq 1 1200); do
+    [ -e "$PAUSE" ] && break
+    kill -0 "$complete_pid" 2>/dev/null || fail "backup.complete ended before its pause: $(cat "$scratch/complete.out")"
+    sleep 0.05
+done
+[ -e "$PAUSE" ] || fail "backup.complete never reached its pause"
+sdd_rpc job.status "{\"job\": \"$job\"}" | jcheck 'r["phase"] == "completing"' ||
+    fail "job.status while completing: $(sdd_rpc job.status "{\"job\": \"$job\"}")"
+err=$(sdd_error backup.fail "{\"job\": \"$job\", \"reason\": \"test\"}")
+echo "$err" | jcheck '"completing" in r["message"]' || fail "backup.fail while completing: $err"
+err=$(sdd_error backup.start "{\"vm\": \"ctx-task\", \"disks\": [{\"name\": \"disk0\", \"size\": $SIZE}]}")
+echo "$err" | jcheck 'r["code"] == 1003' || fail "a second job while completing: $err"
+O=("${O[@]}" $(backup main ctx-other $SIZE))
+kill -0 "$complete_pid" 2>/dev/null || fail "the paused backup.complete answered"
+rm -f "$PAUSE"
+wait "$complete_pid" || fail "backup.complete failed: $(cat "$scratch/complete.out")"
+jcheck 'r["phase"] == "completed"' < "$scratch/complete.out" ||
+    fail "backup.complete after its pause: $(cat "$scratch/complete.out")"
+cp "$SAVED/ctx-task/current" "$SAVED/ctx-task/$(echo "$start" | jget 'r["disks"][0]["backup_id"]' | sed 's/^[a-z]*-//').raw"
+check_points main ctx-task "$(stamps "${T[2]}" "$(echo "$start" | jget 'r["disks"][0]["backup_id"]')")"
+check_points main ctx-other "$(stamps "${O[@]}")"
+sdd_stop
 srv_stop
 exit 0

@@ -33,61 +33,9 @@ requires nbdfuse nbdcopy partx blkid sfdisk mkfs.ext4 mkfs.xfs xfs_io lvs \
 . "$top_srcdir/tests/sendensed-lib.sh"
 
 FIXTURE=$top_srcdir/tests/fixtures/make-vm-disk.sh
-rt=$SDD_DIR/restore             # restore_runtime_dir (sendensed-lib.sh)
+rt=$SDD_RT                      # restore_runtime_dir (sendensed-lib.sh)
 MiB=$((1024 * 1024))
 SIZE=$((640 * MiB))             # make-vm-disk.sh's size
-
-# --- checks of "nothing left" -----------------------------------------
-
-# Loop devices backed by a file under $rt, as sysfs names them; every
-# one ever seen is remembered, to check later that it was detached
-# (sysfs shows "/disk" for nbdfuse's file once its namespace is gone).
-SEEN_LOOPS=
-our_loops() {
-    local f b
-    for f in /sys/block/loop*/loop/backing_file; do
-        [ -e "$f" ] || continue
-        b=$(cat "$f" 2>/dev/null) || continue
-        case $b in "$rt"/*) echo "${f%/loop/backing_file}" ;; esac
-    done
-}
-remember_loops() {
-    SEEN_LOOPS="$SEEN_LOOPS $(our_loops | tr '\n' ' ')"
-}
-loops_left() {
-    local l b
-    for l in $SEEN_LOOPS; do
-        b=$(cat "$l/loop/backing_file" 2>/dev/null) || continue
-        case $b in "$rt"/* | /disk) echo "$l $b" ;; esac
-    done
-    losetup -a | grep -F "$rt/" || :
-}
-daemon_mounts() {
-    [ -n "$SDD_PID" ] || return 0
-    grep -F " $rt/" "/proc/$SDD_PID/mountinfo" || :
-}
-our_nbdfuse() { pgrep -a -f "^nbdfuse .*$rt/" || :; }
-restore_exports() {
-    srv_rpc export.list | jget '" ".join(sorted(e["name"] for e in r["exports"] if e["name"].startswith("restore-")))'
-}
-
-assert_nothing_left() {
-    local what=$1 left
-    left=$(daemon_mounts)
-    [ -z "$left" ] || fail "$what: mounts left in sendensed's namespace: $left"
-    left=$(grep -F " $rt/" /proc/self/mountinfo || :)
-    [ -z "$left" ] || fail "$what: mounts left in the test's namespace: $left"
-    left=$(loops_left)
-    [ -z "$left" ] || fail "$what: loop devices left: $left"
-    left=$(our_nbdfuse)
-    [ -z "$left" ] || fail "$what: nbdfuse left: $left"
-    left=$(restore_exports)
-    [ -z "$left" ] || fail "$what: restore exports left in sendense-nbd: $left"
-    if [ -d "$rt" ]; then
-        left=$(ls -A "$rt")
-        [ -z "$left" ] || fail "$what: folders left in $rt: $left"
-    fi
-}
 
 # --- the disk, and its first backup -----------------------------------
 
