@@ -19,11 +19,7 @@
 #
 # The test runs in a private mount namespace of its own, so the mounts
 # it makes to change the disk never reach the host.
-if [ "${SD_RESTORE_TEST_IN_NS:-}" != 1 ]; then
-    [ "$(id -u)" = 0 ] || { echo "$0: SKIP: mounts and loop devices need root"; exit 77; }
-    export SD_RESTORE_TEST_IN_NS=1
-    exec unshare --mount --propagation private "$BASH" "$0" "$@"
-fi
+. "${top_srcdir:-..}/tests/private-ns.sh"
 . "${top_srcdir:-..}/tests/functions.sh"
 . "$top_srcdir/tests/server-lib.sh"
 requires nbdfuse nbdcopy partx blkid sfdisk mkfs.ext4 mkfs.xfs xfs_io lvs \
