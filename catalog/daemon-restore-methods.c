@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include "catalog/consolidate.h"
 #include "catalog/daemon.h"
 #include "common/log.h"
 
@@ -385,28 +386,86 @@ static int extract_to(const struct file_target *t, const char *dest,
     return ret;
 }
 
+/* restore.extract runs in a task: a folder's tar takes as long as the
+ * copy. The mount's reader count keeps it up meanwhile. */
+struct extract_args {
+    struct file_target t;           /* path is ours */
+    char *dest;
+    const char *what;
+};
+
+static void extract_args_free(void *arg)
+{
+    struct extract_args *a = arg;
+
+    if (a) {
+        free((char *)a->t.path);
+        free(a->dest);
+        free(a);
+    }
+}
+
+/* Task. */
+static int run_extract(struct sdd_task *t, json_t **result,
+                       struct sd_error *err)
+{
+    struct extract_args *a = t->arg;
+    struct stat st;
+    int ret;
+
+    cat_test_point("extract");
+    ret = extract_to(&a->t, a->dest, &a->what, err);
+
+    if (ret == 0 && stat(a->dest, &st) < 0)
+        ret = sd_error_set(err, -errno, "%s: %s", a->dest, strerror(errno));
+    if (ret < 0) {
+        sd_log_warn("restore.extract %s %s: %s", a->t.m->id, a->t.path,
+                    err->msg);
+        return ret;
+    }
+    sd_log_info("restore: mount %s: %s extracted to %s (%s)", a->t.m->id,
+                a->t.path, a->dest, a->what);
+    *result = json_pack("{s:s, s:s, s:I}", "dest", a->dest, "format",
+                        a->what, "bytes", (json_int_t)st.st_size);
+    return *result ? 0 : sd_error_set(err, -ENOMEM, "out of memory");
+}
+
+/* Back in the loop: the mount may go again, idle from now. */
+static void extract_done(struct sdd_task *t)
+{
+    struct extract_args *a = t->arg;
+
+    a->t.m->readers--;
+    clock_gettime(CLOCK_MONOTONIC, &a->t.m->last_used);
+}
+
 int sdd_m_restore_extract(void *ctx, struct jsonrpc_conn *conn,
                           json_t *params, struct jsonrpc_request *req)
 {
+    struct sdd_daemon *d = ctx;
     struct file_target t = { 0 };
-    const char *dest = NULL, *what = NULL;
+    struct extract_args *a;
+    const char *dest = NULL;
     struct sd_error err = { 0 };
-    struct stat st;
-    int ret = parse_target(ctx, req, params, &t, &dest);
+    int ret = parse_target(d, req, params, &t, &dest);
 
     (void)conn;
     if (ret < 0)
         return ret;
-    ret = extract_to(&t, dest, &what, &err);
-    if (ret == 0 && stat(dest, &st) < 0)
-        ret = sd_error_set(&err, -errno, "%s: %s", dest, strerror(errno));
+    a = calloc(1, sizeof(*a));
+    if (!a || !(a->dest = strdup(dest)) || !(t.path = strdup(t.path))) {
+        extract_args_free(a);
+        return -ENOMEM;
+    }
+    a->t = t;
+    t.m->readers++;
+    ret = sdd_task_start(d, &(struct sdd_task_spec){
+        .method = "restore.extract", .run = run_extract,
+        .done = extract_done, .arg = a, .free_arg = extract_args_free },
+        req, &err);
     if (ret < 0) {
-        sd_log_warn("restore.extract %s %s: %s", t.m->id, t.path, err.msg);
+        t.m->readers--;
         return jsonrpc_reply_sd_error(req, &err);
     }
-    sd_log_info("restore: mount %s: %s extracted to %s (%s)", t.m->id,
-                t.path, dest, what);
-    return jsonrpc_reply_result(req, json_pack("{s:s, s:s, s:I}",
-                                               "dest", dest, "format", what,
-                                               "bytes", (json_int_t)st.st_size));
+    return JSONRPC_PENDING;
 }

@@ -167,7 +167,8 @@ void sdd_restore_expire(struct sdd_restore *r)
     clock_gettime(CLOCK_MONOTONIC, &now);
     for (m = r->mounts; m; m = next) {
         next = m->next;
-        if (!idle_since(&m->last_used, &now, r->cfg->mount_idle_timeout))
+        if (m->readers ||
+            !idle_since(&m->last_used, &now, r->cfg->mount_idle_timeout))
             continue;
         char id[sizeof(m->id)];
 
@@ -574,9 +575,14 @@ int sdd_restore_mount_remove(struct sdd_restore *r,
                              struct sd_error *err)
 {
     struct sd_error e2 = { 0 };
-    int ret = sd_restore_unmount(m->pt, err);
-    int ret2 = nbdc_export_remove(r->cfg->nbd_control_socket,
-                                  m->export_name, false, &e2);
+    int ret, ret2;
+
+    if (m->readers)
+        return sd_error_set(err, -EBUSY, "busy: mount %s: %u extraction(s) "
+                            "running", m->id, m->readers);
+    ret = sd_restore_unmount(m->pt, err);
+    ret2 = nbdc_export_remove(r->cfg->nbd_control_socket, m->export_name,
+                              false, &e2);
 
     if (ret2 < 0 && ret2 != -ENOENT && ret == 0) {
         *err = e2;

@@ -66,6 +66,8 @@ struct sdd_restore_mount {
     struct sd_restore_point *pt;
     time_t created;                     /* wall clock */
     struct timespec last_used;          /* CLOCK_MONOTONIC */
+    unsigned readers;                   /* extractions running in tasks:
+                                         * neither expired nor removed */
 };
 
 struct sdd_restore {

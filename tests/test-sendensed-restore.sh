@@ -15,7 +15,9 @@
 # expiry by mount_idle_timeout must each leave nothing: no guest mount
 # in the daemon's namespace, no loop device backed by our files, no
 # nbdfuse, no restore export in sendense-nbd, no folder in the runtime
-# dir. The backup images are byte for byte unchanged at the end.
+# dir. An extraction paused mid-way keeps its mount from umount and
+# expiry while the daemon serves other calls. The backup images are
+# byte for byte unchanged at the end.
 #
 # The test runs in a private mount namespace of its own, so the mounts
 # it makes to change the disk never reach the host.
@@ -266,6 +268,43 @@ grep -q "restore: mount $M5 .* unused for 2 s: released" "$SDD_LOG" ||
 assert_nothing_left "expiry by mount_idle_timeout"
 err=$(sdd_error restore.ls "{\"mount\": \"$M5\", \"volume\": \"p1\", \"path\": \"/\"}")
 echo "$err" | jcheck 'r["code"] == 1001' || fail "an expired mount still answers: $err"
+
+# --- an extraction runs beside the loop -------------------------------
+# Paused mid-way (SENDENSED_TEST_PAUSE_AT=extract): the daemon serves
+# other calls, the mount can be neither unmounted nor expired under it
+# (mount_idle_timeout is still 2 s); once let go, the tar is right.
+sdd_stop
+PAUSE=$scratch/paused
+SENDENSED_TEST_PAUSE_AT=extract SENDENSED_TEST_PAUSE_FILE=$PAUSE sdd_start
+M6=$(mount_point "$ID2" | jget 'r["mount"]')
+remember_loops
+$NBD_RPC "$SDD_SOCK" restore.extract "{\"mount\": \"$M6\", \"volume\": \"p1\", \"path\": \"dir\",
+    \"dest\": \"$out/dir.paused.tar\"}" > "$scratch/extract.out" 2>&1 &
+extract_pid=$!
+for i in $(seq 1 1200); do
+    [ -e "$PAUSE" ] && break
+    kill -0 "$extract_pid" 2>/dev/null || fail "restore.extract ended before its pause: $(cat "$scratch/extract.out")"
+    sleep 0.05
+done
+[ -e "$PAUSE" ] || fail "restore.extract never reached its pause"
+[ "$(ls_names "$M6" p2 late)" = "$(want_names "$scratch/exp2/p2/late")" ] ||
+    fail "restore.ls during an extraction"
+err=$(sdd_error restore.umount "{\"mount\": \"$M6\"}")
+echo "$err" | jcheck 'r["code"] == 1003 and "extraction" in r["message"]' ||
+    fail "restore.umount during an extraction: $err"
+sleep 7     # past mount_idle_timeout and a timer tick: must not expire
+sdd_rpc restore.list | jcheck '[m["mount"] for m in r["mounts"]] == ["'"$M6"'"]' ||
+    fail "the mount of a running extraction expired"
+kill -0 "$extract_pid" 2>/dev/null || fail "the paused restore.extract answered"
+rm -f "$PAUSE"
+wait "$extract_pid" || fail "restore.extract failed: $(cat "$scratch/extract.out")"
+jcheck 'r["format"] == "tar"' < "$scratch/extract.out" || fail "restore.extract: $(cat "$scratch/extract.out")"
+mkdir "$out/dir.paused"
+tar -xf "$out/dir.paused.tar" -C "$out/dir.paused" || fail "unpacking dir.paused.tar"
+diff -r --no-dereference "$scratch/exp2/p1/dir" "$out/dir.paused" >&2 ||
+    fail "the tar of an extraction let go after a pause differs"
+sdd_rpc restore.umount "{\"mount\": \"$M6\"}" >/dev/null
+assert_nothing_left "an extraction paused, then umount"
 
 sdd_stop
 [ "$(sha256sum "$IMG1" "$IMG2")" = "$sums_before" ] ||
