@@ -17,6 +17,7 @@
 #include "catalog/nbd-client.h"
 #include "catalog/repo.h"
 #include "common/log.h"
+#include "common/unix-socket.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -38,30 +39,6 @@ void sdd_restore_ns(struct sdd_restore *r)
         return;
     }
     r->ns_ready = true;
-}
-
-/* mkdir -p, mode 0700 for what it creates. */
-static int make_dirs(const char *path, struct sd_error *err)
-{
-    char *copy = strdup(path);
-    int ret = 0;
-
-    if (!copy)
-        return sd_error_set(err, -ENOMEM, "out of memory");
-    for (char *p = copy + 1; ret == 0; p++) {
-        bool end = *p == '\0';
-
-        if (*p != '/' && !end)
-            continue;
-        *p = '\0';
-        if (mkdir(copy, 0700) < 0 && errno != EEXIST)
-            ret = sd_error_set(err, -errno, "%s: %s", copy, strerror(errno));
-        if (end)
-            break;
-        *p = '/';
-    }
-    free(copy);
-    return ret;
 }
 
 static void remove_stale_exports(const struct sdd_config *cfg)
@@ -99,7 +76,7 @@ static void start_runtime_dir(struct sdd_restore *r)
     const char *dir = r->cfg->restore_runtime_dir;
     struct sd_restore_cleanup rep = { 0 };
     struct sd_error err = { 0 };
-    int ret = make_dirs(dir, &err);
+    int ret = sd_mkdir_p(dir, 0700, &err);
 
     if (ret == 0)
         ret = sd_restore_cleanup_stale(dir, &rep, &err);

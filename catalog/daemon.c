@@ -13,10 +13,10 @@
 
 #include "catalog/daemon.h"
 #include "common/log.h"
+#include "common/unix-socket.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -24,7 +24,6 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,64 +36,17 @@ struct sdd_client {
 
 /* --- the listening socket --------------------------------------------- */
 
-static int make_parent_dir(const char *path, struct sd_error *err)
-{
-    char *copy = strdup(path);
-    int ret = 0;
-
-    if (!copy)
-        return sd_error_set(err, -ENOMEM, "out of memory");
-    if (mkdir(dirname(copy), 0755) < 0 && errno != EEXIST)
-        ret = sd_error_set(err, -errno, "%s: %s", copy, strerror(errno));
-    free(copy);
-    return ret;
-}
-
-/* A socket file nobody listens on is left by a killed daemon: remove it.
- * One somebody answers on is another sendensed: refuse to start. */
-static int clear_stale_socket(const struct sockaddr_un *sa,
-                              struct sd_error *err)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int ret = 0;
-
-    if (fd < 0)
-        return sd_error_set(err, -errno, "socket: %s", strerror(errno));
-    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
-        ret = sd_error_set(err, -EADDRINUSE, "%s: another daemon is "
-                           "listening there", sa->sun_path);
-    else if (errno == ECONNREFUSED && unlink(sa->sun_path) < 0)
-        ret = sd_error_set(err, -errno, "%s: %s", sa->sun_path,
-                           strerror(errno));
-    close(fd);
-    return ret;
-}
-
+/* Non-blocking: the loop polls it. */
 static int listen_unix(const char *path, int *out, struct sd_error *err)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int fd, ret;
+    int ret = sd_unix_listen(path, 0660, out, err);
 
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return sd_error_set(err, -ENAMETOOLONG, "%s: socket path too long",
-                            path);
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    ret = make_parent_dir(path, err);
-    if (ret == 0)
-        ret = clear_stale_socket(&sa, err);
-    if (ret < 0)
-        return ret;
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return sd_error_set(err, -errno, "socket: %s", strerror(errno));
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        chmod(path, 0660) < 0 || listen(fd, 16) < 0) {
-        ret = -errno;
-        close(fd);
-        return sd_error_set(err, ret, "%s: %s", path, strerror(-ret));
+    if (ret == 0 && fcntl(*out, F_SETFL, O_NONBLOCK) < 0) {
+        ret = sd_error_set(err, -errno, "%s: %s", path, strerror(errno));
+        close(*out);
+        *out = -1;
     }
-    *out = fd;
-    return 0;
+    return ret;
 }
 
 static int open_signalfd(int *out, struct sd_error *err)
@@ -176,17 +128,6 @@ int sdd_daemon_open(struct sdd_daemon *d, const char *config_path,
 
 /* --- clients ---------------------------------------------------------- */
 
-static bool peer_allowed(int fd, unsigned *uid)
-{
-    struct ucred cred;
-    socklen_t len = sizeof(cred);
-
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-        return false;
-    *uid = cred.uid;
-    return cred.uid == 0 || cred.uid == geteuid();
-}
-
 static void client_close(struct sdd_daemon *d, size_t i)
 {
     struct sdd_client *c = d->clients[i];
@@ -206,7 +147,7 @@ static void accept_client(struct sdd_daemon *d)
 
     if (fd < 0)
         return;                     /* EAGAIN, or a peer already gone */
-    if (!peer_allowed(fd, &uid)) {
+    if (!sd_unix_peer_allowed(fd, &uid)) {
         sd_log_warn("control socket: uid %u is not allowed", uid);
         close(fd);
         return;

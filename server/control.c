@@ -4,6 +4,7 @@
 #include "server/control.h"
 #include "common/co-io.h"
 #include "common/log.h"
+#include "common/unix-socket.h"
 #include "server/listener.h"
 #include "server/server.h"
 
@@ -28,17 +29,6 @@ struct control_conn {
 
 static struct control_conn *control_conns;
 static bool control_stopping;
-
-static bool peer_allowed(int fd, unsigned *uid)
-{
-    struct ucred cred;
-    socklen_t len = sizeof(cred);
-
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-        return false;
-    *uid = cred.uid;
-    return cred.uid == 0 || cred.uid == geteuid();
-}
 
 void control_kick(struct sd_server *srv)
 {
@@ -142,7 +132,7 @@ static void control_accept_loop(void *arg)
                 co_sleep_ns(ring, 100 * 1000 * 1000);
             continue;
         }
-        if (!peer_allowed(fd, &uid)) {
+        if (!sd_unix_peer_allowed(fd, &uid)) {
             sd_log_warn("control socket: uid %u is not allowed", uid);
             close(fd);
             continue;
@@ -175,7 +165,7 @@ int control_open(struct sd_server *srv, struct sd_error *err)
     srv->control_fd = -1;
     if (!srv->settings.control_socket)
         return 0;
-    return unix_listen(srv->settings.control_socket, 0660, &srv->control_fd,
+    return sd_unix_listen(srv->settings.control_socket, 0660, &srv->control_fd,
                        err);
 }
 

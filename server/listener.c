@@ -4,6 +4,7 @@
 #include "server/listener.h"
 #include "common/co-io.h"
 #include "common/log.h"
+#include "common/unix-socket.h"
 #include "server/conn.h"
 #include "server/server.h"
 
@@ -12,8 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 struct listener {
@@ -25,97 +24,6 @@ struct listener {
 };
 
 enum { LISTEN_BACKLOG = 1024 };
-
-/* Remove path if it is a socket nobody listens on any more. */
-static int clear_stale_socket(const char *path, struct sd_error *err)
-{
-    struct stat st;
-
-    if (lstat(path, &st) < 0)
-        return errno == ENOENT ? 0
-             : sd_error_set(err, -errno, "%s: %s", path, strerror(errno));
-    if (!S_ISSOCK(st.st_mode))
-        return sd_error_set(err, -EEXIST, "%s exists and is not a socket",
-                            path);
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
-    if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-        close(probe);
-        return sd_error_set(err, -EADDRINUSE, "%s: another server is "
-                            "listening there", path);
-    }
-    if (probe >= 0)
-        close(probe);
-    if (unlink(path) < 0)
-        return sd_error_set(err, -errno, "%s: %s", path, strerror(errno));
-    return 0;
-}
-
-/* mkdir -p: sockets may live in a run directory nobody made yet. */
-int make_dirs(const char *path, struct sd_error *err)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-
-    if (n >= sizeof(buf))
-        return sd_error_set(err, -ENAMETOOLONG, "%s: path too long", path);
-    memcpy(buf, path, n + 1);
-    for (char *p = buf + 1; ; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return sd_error_set(err, -errno, "mkdir %s: %s", buf,
-                                    strerror(errno));
-            if (c == '\0')
-                return 0;
-            *p = c;
-        }
-    }
-}
-
-static int make_parent_dir(const char *path, struct sd_error *err)
-{
-    char buf[4096];
-    char *slash;
-
-    snprintf(buf, sizeof(buf), "%s", path);
-    slash = strrchr(buf, '/');
-    if (!slash || slash == buf)
-        return 0;
-    *slash = '\0';
-    return make_dirs(buf, err);
-}
-
-int unix_listen(const char *path, unsigned mode, int *out,
-                struct sd_error *err)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int fd, ret;
-
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return sd_error_set(err, -ENAMETOOLONG, "%s: unix socket path too "
-                            "long (at most %zu bytes)", path,
-                            sizeof(sa.sun_path) - 1);
-    ret = make_parent_dir(path, err);
-    if (ret == 0)
-        ret = clear_stale_socket(path, err);
-    if (ret < 0)
-        return ret;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return sd_error_set(err, -errno, "socket: %s", strerror(errno));
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        chmod(path, mode) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
-        ret = -errno;
-        close(fd);
-        return sd_error_set(err, ret, "%s: %s", path, strerror(-ret));
-    }
-    *out = fd;
-    return 0;
-}
 
 static int tcp_listen(const struct sd_listen *l, int *out,
                       struct sd_error *err)
@@ -162,7 +70,7 @@ int listeners_open(struct sd_server *srv, struct sd_error *err)
         else if (l->kind == SD_LISTEN_UNIX) {
             /* Who may connect is decided by the directory and this mode;
              * the server's umask is not the place for it. */
-            ret = unix_listen(l->path, 0660, &ln->fd, err);
+            ret = sd_unix_listen(l->path, 0660, &ln->fd, err);
             if (ret == 0 && !(ln->unix_path = strdup(l->path)))
                 ret = sd_error_set(err, -ENOMEM, "out of memory");
         } else {

@@ -21,12 +21,4 @@ void listeners_close(struct sd_server *srv);
 /* Free them (after the control loop has ended). */
 void listeners_free(struct sd_server *srv);
 
-/* A listening unix socket at path (stale socket files replaced), mode
- * applied; used by the control socket too. */
-int unix_listen(const char *path, unsigned mode, int *out,
-                struct sd_error *err);
-
-/* mkdir -p path (mode 0755 for what it creates). */
-int make_dirs(const char *path, struct sd_error *err);
-
 #endif

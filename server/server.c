@@ -4,6 +4,7 @@
 #include "server/server.h"
 #include "common/co-io.h"
 #include "common/log.h"
+#include "common/unix-socket.h"
 #include "server/conn.h"
 #include "server/control.h"
 #include "server/exports.h"
@@ -40,7 +41,7 @@ struct worker *server_pick_image_worker(struct sd_server *srv)
  * the directories its defaults point at. */
 static int prepare_default_dirs(struct sd_error *err)
 {
-    return make_dirs(SD_DEFAULT_EXPORT_DIR, err);
+    return sd_mkdir_p(SD_DEFAULT_EXPORT_DIR, 0755, err);
 }
 
 static const char *pick_config(const char *path)
