@@ -308,17 +308,18 @@ static int delete_targets(struct chain_ref *ref, const char *vm,
     return ret;
 }
 
-/* A backup.delete request, copied out of its params. */
-struct delete_args {
+/* A request about one backup (delete, verify), copied out of its params
+ * for its task. */
+struct backup_args {
     const struct sdd_repository *repo;
-    char *vm, *disk, *id;
-    const char *mode_text;
-    enum delete_mode mode;
+    char *vm, *disk, *id;           /* disk may be NULL (delete) */
+    enum delete_mode mode;          /* delete */
+    bool with_checksum;             /* verify */
 };
 
-static void delete_args_free(void *arg)
+static void backup_args_free(void *arg)
 {
-    struct delete_args *a = arg;
+    struct backup_args *a = arg;
 
     if (a) {
         free(a->vm);
@@ -328,11 +329,35 @@ static void delete_args_free(void *arg)
     }
 }
 
+/* *out gets the args, or stays NULL after a reply saying why not (an
+ * unknown repository) or with -ENOMEM returned. */
+static int backup_args_new(struct sdd_daemon *d, struct jsonrpc_request *req,
+                           const char *repo, const char *vm,
+                           const char *disk, const char *id,
+                           struct backup_args **out)
+{
+    struct backup_args *a;
+
+    *out = NULL;
+    if (!sdd_config_repo(d->cfg, repo))
+        return jsonrpc_reply_errno(req, -ENOENT, "no repository named "
+                                   "\"%.128s\"", repo);
+    a = calloc(1, sizeof(*a));
+    if (!a || !(a->vm = strdup(vm)) || !(a->id = strdup(id)) ||
+        (disk && !(a->disk = strdup(disk)))) {
+        backup_args_free(a);
+        return -ENOMEM;
+    }
+    a->repo = sdd_config_repo(d->cfg, repo);
+    *out = a;
+    return 0;
+}
+
 /* Task. */
 static int run_delete(struct sdd_task *t, json_t **result,
                       struct sd_error *err)
 {
-    const struct delete_args *a = t->arg;
+    const struct backup_args *a = t->arg;
     struct chain_ref ref = { .repo = a->repo };
     json_t *results = json_array(), *names = json_array(), *v;
     size_t i;
@@ -352,7 +377,7 @@ static int run_delete(struct sdd_task *t, json_t **result,
         sd_log_warn("backup.delete %s/%s: %s", a->vm, a->id, err->msg);
     } else {
         sd_log_info("backup.delete %s/%s (%s): done", a->vm, a->id,
-                    a->mode_text);
+                    delete_mode_names[a->mode]);
         *result = json_pack("{s:s, s:s, s:O}", "vm", a->vm, "id", a->id,
                             "disks", results);
         if (!*result)
@@ -377,30 +402,21 @@ int sdd_m_backup_delete(void *ctx, struct jsonrpc_conn *conn, json_t *params,
         JSONRPC_PARAM_STRING("repository", false, &repo),
         JSONRPC_PARAM_END,
     };
-    struct delete_args *a = NULL;
+    struct backup_args *a = NULL;
     enum delete_mode mode = DELETE_REFUSE;
     int ret = jsonrpc_params_parse(req, params, spec);
 
     (void)conn;
     if (ret == 0)
         ret = parse_delete_mode(req, mode_text, &mode);
-    if (ret < 0)
+    if (ret == 0)
+        ret = backup_args_new(d, req, repo, vm, disk, id, &a);
+    if (!a)
         return ret;
-    if (!sdd_config_repo(d->cfg, repo))
-        return jsonrpc_reply_errno(req, -ENOENT, "no repository named "
-                                   "\"%.128s\"", repo);
-    a = calloc(1, sizeof(*a));
-    if (!a || !(a->vm = strdup(vm)) || !(a->id = strdup(id)) ||
-        (disk && !(a->disk = strdup(disk)))) {
-        delete_args_free(a);
-        return -ENOMEM;
-    }
-    a->repo = sdd_config_repo(d->cfg, repo);
     a->mode = mode;
-    a->mode_text = delete_mode_names[mode];
     return sdd_task_reply_later(d, &(struct sdd_task_spec){
         .method = "backup.delete", .vm = vm, .hold = SDD_HOLD_WRITE,
-        .run = run_delete, .arg = a, .free_arg = delete_args_free }, req);
+        .run = run_delete, .arg = a, .free_arg = backup_args_free }, req);
 }
 
 /* --- backup.prune ----------------------------------------------------- */
@@ -409,7 +425,9 @@ int sdd_m_backup_delete(void *ctx, struct jsonrpc_conn *conn, json_t *params,
 struct prune_run {
     struct sdd_daemon *d;           /* its config and holds only */
     struct chain_ref ref;
-    struct cat_retention policy;
+    struct cat_retention override;  /* the call's rules, over the VM's */
+    struct cat_retention policy;    /* the VM being pruned: its effective
+                                     * rules */
     bool dry_run;
     char *vm;                       /* NULL: every VM, each held in turn */
     char *job;                      /* the job it follows, for logs */
@@ -531,6 +549,17 @@ static int prune_disk(struct prune_run *p, const char *vm, const char *disk,
     return ret;
 }
 
+/* Rule by rule: the call's, else the VM's own (vm.json), else the
+ * repository's. Read once the VM is held: vm.retention cannot change it
+ * meanwhile. */
+static void pick_policy(struct prune_run *p, const struct cat_vm *vm)
+{
+    struct cat_retention own = cat_retention_over(&vm->info->retention,
+                                                  &p->ref.repo->retention);
+
+    p->policy = cat_retention_over(&p->override, &own);
+}
+
 /* Names are copied: each disk's changes rescan the repository. */
 static int prune_vm_disks(struct prune_run *p, const char *vm,
                           struct sd_error *err)
@@ -540,6 +569,8 @@ static int prune_vm_disks(struct prune_run *p, const char *vm,
     size_t i;
     int ret = disks ? ref_load(&p->ref, vm, NULL, err) : -ENOMEM;
 
+    if (ret == 0)
+        pick_policy(p, p->ref.vm);
     for (i = 0; ret == 0 && i < p->ref.vm->ndisks; i++)
         ret = add_id(disks, p->ref.vm->disks[i].name);
     json_array_foreach(disks, i, v) {
@@ -636,7 +667,7 @@ static struct prune_run *prune_run_new(struct sdd_daemon *d,
         return NULL;
     p->d = d;
     p->ref.repo = repo;
-    p->policy = repo->retention;
+    p->override = (struct cat_retention){ CAT_KEEP_UNSET, CAT_KEEP_UNSET };
     if (vm && !(p->vm = strdup(vm))) {
         free(p);
         return NULL;
@@ -674,11 +705,9 @@ int sdd_m_backup_prune(void *ctx, struct jsonrpc_conn *conn, json_t *params,
     if (!p)
         return -ENOMEM;
     p->dry_run = dry_run;
-    /* A param given overrides the repository's rule, the other stays. */
-    if (keep_last != CAT_KEEP_UNSET)
-        p->policy.keep_last = keep_last;
-    if (keep_days != CAT_KEEP_UNSET)
-        p->policy.keep_days = keep_days;
+    /* A param given overrides the VM's and the repository's rule; each
+     * VM's own rules are read when it is pruned (pick_policy). */
+    p->override = (struct cat_retention){ keep_last, keep_days };
     return sdd_task_reply_later(d, &(struct sdd_task_spec){
         .method = "backup.prune", .vm = vm, .hold = SDD_HOLD_WRITE,
         .run = run_prune_task, .arg = p, .free_arg = prune_run_free }, req);
@@ -705,14 +734,36 @@ static void retention_done(struct sdd_task *t)
                         json_object_get(a, "detail")) : "");
 }
 
+/* The VM's own rules over the repository's, from the vm.json the job
+ * just wrote (a small read in the loop: a VM without any rule costs no
+ * task). Unreadable: the repository's, and the task will say why. */
+static struct cat_retention after_backup_policy(const struct sdd_job *job)
+{
+    char *dir = cat_path_join(job->repo->path, job->vm, NULL);
+    char *path = dir ? cat_path_join(dir, CAT_VM_FILE, NULL) : NULL;
+    struct cat_vm_info *info = NULL;
+    struct sd_error err = { 0 };
+    struct cat_retention policy = job->repo->retention;
+
+    if (path && cat_vm_info_read(path, &info, &err) == 0)
+        policy = cat_retention_over(&info->retention, &policy);
+    else
+        sd_log_warn("retention of VM %s after job %s: %s", job->vm,
+                    job->id, path ? err.msg : "out of memory");
+    cat_vm_info_free(info);
+    free(path);
+    free(dir);
+    return policy;
+}
+
 void sdd_chains_after_backup(struct sdd_daemon *d, const struct sdd_job *job)
 {
-    const struct cat_retention *policy = &job->repo->retention;
+    struct cat_retention policy = after_backup_policy(job);
     struct prune_run *p;
     struct sd_error err = { 0 };
 
-    if (policy->keep_last == CAT_KEEP_UNSET &&
-        policy->keep_days == CAT_KEEP_UNSET)
+    if (policy.keep_last == CAT_KEEP_UNSET &&
+        policy.keep_days == CAT_KEEP_UNSET)
         return;
     p = prune_run_new(d, job->repo, job->vm);
     if (p && !(p->job = strdup(job->id))) {
@@ -805,30 +856,11 @@ static int verify_backup(const struct cat_disk *disk,
     return *out ? 0 : sd_error_set(err, -ENOMEM, "out of memory");
 }
 
-/* A backup.verify request, copied out of its params. */
-struct verify_args {
-    const struct sdd_repository *repo;
-    char *vm, *disk, *id;
-    bool with_checksum;
-};
-
-static void verify_args_free(void *arg)
-{
-    struct verify_args *a = arg;
-
-    if (a) {
-        free(a->vm);
-        free(a->disk);
-        free(a->id);
-        free(a);
-    }
-}
-
 /* Task. */
 static int run_verify(struct sdd_task *t, json_t **result,
                       struct sd_error *err)
 {
-    const struct verify_args *a = t->arg;
+    const struct backup_args *a = t->arg;
     struct chain_ref ref = { .repo = a->repo };
     const struct cat_backup *b = NULL;
     int ret = ref_load(&ref, a->vm, a->disk, err);
@@ -855,26 +887,18 @@ int sdd_m_backup_verify(void *ctx, struct jsonrpc_conn *conn, json_t *params,
         JSONRPC_PARAM_BOOL("checksum", false, &with_checksum),
         JSONRPC_PARAM_END,
     };
-    struct verify_args *a;
+    struct backup_args *a = NULL;
     int ret = jsonrpc_params_parse(req, params, spec);
 
     (void)conn;
-    if (ret < 0)
+    if (ret == 0)
+        ret = backup_args_new(d, req, repo, vm, disk, id, &a);
+    if (!a)
         return ret;
-    if (!sdd_config_repo(d->cfg, repo))
-        return jsonrpc_reply_errno(req, -ENOENT, "no repository named "
-                                   "\"%.128s\"", repo);
-    a = calloc(1, sizeof(*a));
-    if (!a || !(a->vm = strdup(vm)) || !(a->disk = strdup(disk)) ||
-        !(a->id = strdup(id))) {
-        verify_args_free(a);
-        return -ENOMEM;
-    }
-    a->repo = sdd_config_repo(d->cfg, repo);
     a->with_checksum = with_checksum;
     return sdd_task_reply_later(d, &(struct sdd_task_spec){
         .method = "backup.verify", .vm = vm, .hold = SDD_HOLD_READ,
-        .run = run_verify, .arg = a, .free_arg = verify_args_free }, req);
+        .run = run_verify, .arg = a, .free_arg = backup_args_free }, req);
 }
 
 /* --- repo.cleanup and recovery ---------------------------------------- */

@@ -347,6 +347,7 @@ const struct jsonrpc_method sdd_methods[] = {
     { "backup.delete", sdd_m_backup_delete },
     { "backup.prune", sdd_m_backup_prune },
     { "backup.verify", sdd_m_backup_verify },
+    { "vm.retention", sdd_m_vm_retention },
     { "repo.cleanup", sdd_m_repo_cleanup },
     { "restore.export", sdd_m_restore_export },
     { "restore.unexport", sdd_m_restore_unexport },

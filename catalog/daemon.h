@@ -107,10 +107,15 @@ int sdd_m_backup_verify(void *ctx, struct jsonrpc_conn *conn, json_t *params,
                         struct jsonrpc_request *req);
 int sdd_m_repo_cleanup(void *ctx, struct jsonrpc_conn *conn, json_t *params,
                        struct jsonrpc_request *req);
-/* The repository's retention policy for job's VM, once job completed;
- * what it did or could not do is logged. */
+/* The retention policy of job's VM (its own rules over the
+ * repository's), once job completed; what it did or could not do is
+ * logged. */
 void sdd_chains_after_backup(struct sdd_daemon *d, const struct sdd_job *job);
 /* Finish or roll back every consolidation a killed daemon left. */
 int sdd_chains_recover(struct sdd_daemon *d, struct sd_error *err);
+
+/* daemon-vm.c: vm.retention, a VM's own retention rules. */
+int sdd_m_vm_retention(void *ctx, struct jsonrpc_conn *conn, json_t *params,
+                       struct jsonrpc_request *req);
 
 #endif

@@ -108,7 +108,8 @@ static const struct sdd_start_disk *requested(const struct sdd_start_req *req,
 }
 
 /* The VM's record after this start: its disks as they were, sizes and
- * labels updated from the request, new disks added. */
+ * labels updated from the request, new disks added, its own retention
+ * rules kept. */
 static int build_vm_info(const struct start *st, struct cat_vm_info **out,
                          struct sd_error *err)
 {
@@ -120,6 +121,8 @@ static int build_vm_info(const struct start *st, struct cat_vm_info **out,
     int ret = cat_vm_info_new(req->vm, display,
                               old ? old->created_at : jobs_now(), &info, err);
 
+    if (ret == 0 && old)
+        info->retention = old->retention;
     for (size_t i = 0; ret == 0 && old && i < old->ndisks; i++) {
         const struct cat_vm_disk *d = &old->disks[i];
         const struct sdd_start_disk *r = requested(req, d->name);

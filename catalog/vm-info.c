@@ -7,15 +7,20 @@
 #include "catalog/layout.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *const vm_keys[] = {
-    "format", "context_id", "display_name", "created_at", "disks", NULL,
+    "format", "context_id", "display_name", "created_at", "disks",
+    "retention", NULL,
 };
 static const char *const disk_keys[] = {
     "name", "virtual_size", "label", NULL,
+};
+static const char *const retention_keys[] = {
+    "keep_last", "keep_days", NULL,
 };
 
 void cat_vm_info_free(struct cat_vm_info *vm)
@@ -59,6 +64,7 @@ int cat_vm_info_new(const char *context_id, const char *display_name,
         return sd_error_set(err, -ENOMEM, "out of memory");
     snprintf(vm->context_id, sizeof(vm->context_id), "%s", context_id);
     vm->created_at = created_at;
+    vm->retention = (struct cat_retention){ CAT_KEEP_UNSET, CAT_KEEP_UNSET };
     ret = set_text(&vm->display_name, "display name", display_name,
                    CAT_TEXT_MAX, err);
     if (ret < 0) {
@@ -67,6 +73,47 @@ int cat_vm_info_new(const char *context_id, const char *display_name,
     }
     *out = vm;
     return 0;
+}
+
+static bool rule_ok(int64_t v, int64_t min)
+{
+    return v == CAT_KEEP_UNSET || (v >= min && v <= CAT_KEEP_MAX);
+}
+
+int cat_vm_info_set_retention(struct cat_vm_info *vm,
+                              const struct cat_retention *r,
+                              struct sd_error *err)
+{
+    if (!rule_ok(r->keep_last, 1))
+        return sd_error_set(err, -EINVAL, "keep_last %lld: expected 1 to "
+                            "%d", (long long)r->keep_last, CAT_KEEP_MAX);
+    if (!rule_ok(r->keep_days, 0))
+        return sd_error_set(err, -EINVAL, "keep_days %lld: expected 0 to "
+                            "%d", (long long)r->keep_days, CAT_KEEP_MAX);
+    vm->retention = *r;
+    return 0;
+}
+
+struct cat_retention cat_retention_over(const struct cat_retention *over,
+                                        const struct cat_retention *under)
+{
+    return (struct cat_retention){
+        over->keep_last != CAT_KEEP_UNSET ? over->keep_last
+                                          : under->keep_last,
+        over->keep_days != CAT_KEEP_UNSET ? over->keep_days
+                                          : under->keep_days,
+    };
+}
+
+static json_t *rule_json(int64_t v)
+{
+    return v == CAT_KEEP_UNSET ? json_null() : json_integer(v);
+}
+
+json_t *cat_retention_to_json(const struct cat_retention *r)
+{
+    return json_pack("{s:o, s:o}", "keep_last", rule_json(r->keep_last),
+                     "keep_days", rule_json(r->keep_days));
 }
 
 const struct cat_vm_disk *cat_vm_info_disk(const struct cat_vm_info *vm,
@@ -163,6 +210,48 @@ static int disks_from_json(const struct jf *jf, json_t *obj,
     return 0;
 }
 
+/* One rule: left out or null is unset. */
+static int rule_from_json(const struct jf *jf, json_t *obj, const char *key,
+                          int64_t min, int64_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (!v || json_is_null(v)) {
+        *out = CAT_KEEP_UNSET;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < min ||
+        json_integer_value(v) > CAT_KEEP_MAX)
+        return jf_fail(jf, key, -EINVAL, "not an integer from %lld to %d",
+                       (long long)min, CAT_KEEP_MAX);
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* The optional "retention" member: absent, the VM has no rules. */
+static int retention_from_json(const struct jf *jf, json_t *obj,
+                               struct cat_vm_info *vm)
+{
+    json_t *r = json_object_get(obj, "retention");
+    char where[SD_ERROR_MSG_MAX];
+    struct jf sub = { where, jf->err };
+    int ret;
+
+    if (!r)
+        return 0;
+    if (!json_is_object(r))
+        return jf_fail(jf, "retention", -EINVAL, "not an object");
+    snprintf(where, sizeof(where), "%s: retention", jf->file);
+    ret = jf_check_keys(&sub, r, retention_keys);
+    if (ret == 0)
+        ret = rule_from_json(&sub, r, "keep_last", 1,
+                             &vm->retention.keep_last);
+    if (ret == 0)
+        ret = rule_from_json(&sub, r, "keep_days", 0,
+                             &vm->retention.keep_days);
+    return ret;
+}
+
 static int vm_from_json(const struct jf *jf, json_t *obj,
                         struct cat_vm_info **out)
 {
@@ -186,6 +275,8 @@ static int vm_from_json(const struct jf *jf, json_t *obj,
         return ret;
     }
     ret = disks_from_json(jf, obj, *out);
+    if (ret == 0)
+        ret = retention_from_json(jf, obj, *out);
     if (ret < 0) {
         cat_vm_info_free(*out);
         *out = NULL;
@@ -245,14 +336,24 @@ static json_t *disks_to_json(const struct cat_vm_info *vm)
     return arr;
 }
 
+static bool has_rule(const struct cat_retention *r)
+{
+    return r->keep_last != CAT_KEEP_UNSET || r->keep_days != CAT_KEEP_UNSET;
+}
+
 json_t *cat_vm_info_to_json(const struct cat_vm_info *vm)
 {
     json_t *obj = json_pack("{s:i, s:s, s:o, s:n, s:o}", "format",
                             CAT_VM_FORMAT, "context_id", vm->context_id,
                             "display_name", text_or_null(vm->display_name),
                             "created_at", "disks", disks_to_json(vm));
+    int ret = obj ? jf_set_time(obj, "created_at", vm->created_at) : -1;
 
-    if (obj && jf_set_time(obj, "created_at", vm->created_at) != 0) {
+    /* Only with a rule: the file of a VM without one stays as it was. */
+    if (ret == 0 && has_rule(&vm->retention))
+        ret = json_object_set_new(obj, "retention",
+                                  cat_retention_to_json(&vm->retention));
+    if (ret != 0) {
         json_decref(obj);
         return NULL;
     }

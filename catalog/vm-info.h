@@ -12,15 +12,21 @@
  *     "disks": [
  *       {"name": "disk0", "virtual_size": 10737418240, "label": "root"},
  *       {"name": "disk1", "virtual_size": 2147483648, "label": null}
- *     ]
+ *     ],
+ *     "retention": {"keep_last": 4, "keep_days": null}
  *   }
  *
- * Disk names are disk<N> (names.h), each at most once.
+ * Disk names are disk<N> (names.h), each at most once. "retention" is
+ * optional: the VM's own retention rules (docs/SENDENSED.md, "Chains"),
+ * each an integer (keep_last 1..1e6, keep_days 0..1e6), or null or left
+ * out when the VM follows its repository's rule. It is written only when
+ * a rule is set, so older files stay valid and unchanged.
  */
 #ifndef SENDENSE_CATALOG_VM_INFO_H
 #define SENDENSE_CATALOG_VM_INFO_H
 
 #include "catalog/names.h"
+#include "catalog/retention.h"
 #include "catalog/stamp.h"
 #include "common/error.h"
 
@@ -48,15 +54,29 @@ struct cat_vm_info {
     cat_time_t created_at;
     struct cat_vm_disk *disks;
     size_t ndisks;
+    struct cat_retention retention;     /* the VM's own rules; unset ones
+                                         * are its repository's */
 };
 
-/* A new vm info without disks. */
+/* A new vm info without disks or retention rules. */
 int cat_vm_info_new(const char *context_id, const char *display_name,
                     cat_time_t created_at, struct cat_vm_info **out,
                     struct sd_error *err);
 int cat_vm_info_add_disk(struct cat_vm_info *vm, const char *name,
                          uint64_t virtual_size, const char *label,
                          struct sd_error *err);
+/* Set the VM's own rules (CAT_KEEP_UNSET: none); -EINVAL when a rule is
+ * out of range (keep_last 1..CAT_KEEP_MAX, keep_days 0..CAT_KEEP_MAX). */
+int cat_vm_info_set_retention(struct cat_vm_info *vm,
+                              const struct cat_retention *r,
+                              struct sd_error *err);
+/* Rule by rule, over's when set, else under's: a VM's rules over its
+ * repository's, a call's over both. */
+struct cat_retention cat_retention_over(const struct cat_retention *over,
+                                        const struct cat_retention *under);
+/* {"keep_last": N or null, "keep_days": D or null} (new reference), NULL
+ * when out of memory. */
+json_t *cat_retention_to_json(const struct cat_retention *r);
 /* The disk called name, or NULL. */
 const struct cat_vm_disk *cat_vm_info_disk(const struct cat_vm_info *vm,
                                            const char *name);

@@ -496,6 +496,8 @@ static const struct ctl_cmd cmds[] = {
       ctl_backup_verify_usage, ctl_backup_verify },
     { "prune", "apply retention: keep the last N, or N days",
       ctl_backup_prune_usage, ctl_backup_prune },
+    { "retention", "a VM's own retention rules: show or set",
+      ctl_backup_retention_usage, ctl_backup_retention },
     { NULL, NULL, NULL, NULL },
 };
 

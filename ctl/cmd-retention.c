@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* backup delete|verify|prune: sendensed's catalog upkeep, forwarded one
- * to one (forward.c) and printed by print-retention.c; part of the
- * backup group (cmd-backup.c). */
+/* backup delete|verify|prune|retention: sendensed's catalog upkeep,
+ * forwarded one to one (forward.c) and printed by print-retention.c;
+ * part of the backup group (cmd-backup.c). */
 #include "config.h"
 
 #include "ctl/ctl.h"
@@ -44,6 +44,18 @@ int ctl_backup_prune(struct ctl_ctx *ctx, int argc, char **argv)
     return ctl_run_forward(ctx, argc, argv, &f);
 }
 
+int ctl_backup_retention(struct ctl_ctx *ctx, int argc, char **argv)
+{
+    const struct ctl_forward f = {
+        "vm.retention", ARGS("vm"), 1,
+        OPTS({ "keep-last", "keep_last", CTL_FWD_INT },
+             { "keep-days", "keep_days", CTL_FWD_INT },
+             { "clear", "clear", CTL_FWD_BOOL }, REPO_OPT),
+        ctl_print_retention,
+    };
+    return ctl_run_forward(ctx, argc, argv, &f);
+}
+
 const char ctl_backup_delete_usage[] =
     "Usage: sendense-ctl backup delete VM ID [--disk DISK]\n"
     "           [--mode refuse|merge|cascade] [--repository R] [--json]\n\n"
@@ -69,3 +81,13 @@ const char ctl_backup_prune_usage[] =
     "last N backups and/or those of the last N days; --dry-run only says\n"
     "what would be done. Prints one row per action: remove, consolidate\n"
     "(a full merged with its next point) or skip, with its reason.\n";
+
+const char ctl_backup_retention_usage[] =
+    "Usage: sendense-ctl backup retention VM [--keep-last N] [--keep-days N]\n"
+    "           [--clear] [--repository R] [--json]\n\n"
+    "Shows or sets VM's own retention rules (vm.retention), kept in its\n"
+    "vm.json: each one set replaces the repository's rule for this VM,\n"
+    "for backup prune and for the retention run after each backup.\n"
+    "--clear removes both (the repository's apply again), before setting\n"
+    "those given. Prints each rule for the VM, the repository and the\n"
+    "result (effective); '-' is not set.\n";

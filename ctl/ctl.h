@@ -10,10 +10,11 @@
  *   cmd-connection.c connection list|close       (sendense-nbd)
  *   cmd-backup.c    backup start|complete|...    (sendensed)
  *   cmd-watch.c     backup watch: live progress  (sendensed)
- *   cmd-retention.c backup delete|verify|prune   (sendensed)
+ *   cmd-retention.c backup delete|verify|prune|retention   (sendensed)
  *   cmd-restore.c   restore export|mount|ls|...  (sendensed)
  *   forward.c       commands whose args map one to one onto params
- *   print-retention.c  default output of backup delete|verify|prune
+ *   print-retention.c  default output of backup delete|verify|prune|
+ *                      retention
  *   print-restore.c    default output of restore ...
  *
  * Conventions every command keeps:
@@ -227,6 +228,7 @@ CTL_DECLARE_CMD(ctl_backup_watch);
 CTL_DECLARE_CMD(ctl_backup_delete);
 CTL_DECLARE_CMD(ctl_backup_verify);
 CTL_DECLARE_CMD(ctl_backup_prune);
+CTL_DECLARE_CMD(ctl_backup_retention);
 
 /* The default output of the forwarded commands, one per method, from
  * the results docs/SENDENSED.md gives; each returns an exit status. */
@@ -234,6 +236,7 @@ CTL_DECLARE_CMD(ctl_backup_prune);
 int ctl_print_delete(const json_t *result);
 int ctl_print_verify(const json_t *result);
 int ctl_print_prune(const json_t *result);
+int ctl_print_retention(const json_t *result);
 /* print-restore.c */
 int ctl_print_restore_export(const json_t *result);
 int ctl_print_restore_unexport(const json_t *result);

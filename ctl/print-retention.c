@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The default output of backup delete|verify|prune: tables and key
- * value lines made from the results docs/SENDENSED.md ("Chains: delete,
- * retention, consolidation, verify") gives. --json prints those results
+ * The default output of backup delete|verify|prune|retention: tables and
+ * key value lines made from the results docs/SENDENSED.md ("Chains:
+ * delete, retention, consolidation, verify") gives. --json prints those results
  * as they are (forward.c). Apart from cmd-retention.c so that unit tests
  * can print canned results.
  */
@@ -168,4 +168,53 @@ int ctl_print_prune(const json_t *r)
         printf("dry run: nothing was changed\n\n");
     return ctl_print_table(5, headers, actions,
                            dry_run ? add_action_row_dry : add_action_row_done);
+}
+
+/* --- backup retention ------------------------------------------------ */
+
+/* One rule of a policy object: its number, or "-" when null (not set). */
+static void rule_cell(const json_t *policy, const char *rule, char *buf,
+                      size_t len)
+{
+    const json_t *v = json_object_get(policy, rule);
+
+    if (json_is_integer(v))
+        snprintf(buf, len, "%" PRId64, (int64_t)json_integer_value(v));
+    else
+        snprintf(buf, len, "-");
+}
+
+static int add_rule_row(struct ctl_table *t, const json_t *r,
+                        const char *label, const char *rule)
+{
+    char vm[24], repo[24], effective[24];
+
+    rule_cell(json_object_get(r, "vm_retention"), rule, vm, sizeof(vm));
+    rule_cell(json_object_get(r, "repository_retention"), rule, repo,
+              sizeof(repo));
+    rule_cell(json_object_get(r, "effective"), rule, effective,
+              sizeof(effective));
+    return ctl_table_add(t, (const char *const[]){
+        label, vm, repo, effective });
+}
+
+int ctl_print_retention(const json_t *r)
+{
+    static const char *const headers[] = {
+        "RULE", "VM", "REPOSITORY", "EFFECTIVE",
+    };
+    struct ctl_table *t = ctl_table_new(4, headers);
+    int status;
+
+    if (!t || add_rule_row(t, r, "keep last", "keep_last") < 0 ||
+        add_rule_row(t, r, "keep days", "keep_days") < 0) {
+        ctl_table_free(t);
+        return ctl_fail(CTL_EXIT_ERROR, "out of memory");
+    }
+    ctl_print_field("vm", ctl_str(r, "vm", NULL));
+    ctl_print_field("repository", ctl_str(r, "repository", NULL));
+    printf("\n");
+    status = ctl_table_print(t, stdout);
+    ctl_table_free(t);
+    return status;
 }

@@ -11,7 +11,8 @@
 # The commands forwarded to sendensed print tables and key value lines by
 # default, with the right ids, sizes and names: restore export, list and
 # unexport; backup verify (with checksum), delete (refused, a leaf,
-# cascade, merge), prune (dry run, two consolidations, nothing to do);
+# cascade, merge), prune (dry run, two consolidations, nothing to do),
+# retention (a VM's own rules set, shown, cleared);
 # their --json output is the daemon's result. Where root, FUSE and loop
 # devices are at hand, a small ext4 disk is backed up and restore mount,
 # ls, stat, extract and umount are checked the same way.
@@ -101,7 +102,7 @@ for group in server export connection backup restore; do
             fail "$group $cmd --help does not give the exit statuses"
     done
 done
-for cmd in start complete fail list show chain status watch jobs delete verify prune; do
+for cmd in start complete fail list show chain status watch jobs delete verify prune retention; do
     "$CTL_BIN" backup --help | grep -q "^  $cmd " || fail "backup --help does not list $cmd"
 done
 for cmd in info reload; do
@@ -413,6 +414,32 @@ row_has "$out" ctx-r disk0 consolidate "full-${R[1]#*-}" "into full-${R[2]#*-}" 
 [ "$(ctl backup prune ctx-r --keep-last 1)" = "nothing to prune" ] || fail "a second prune"
 ctl backup prune ctx-r --keep-last 1 --dry-run --json | jcheck 'r == {"dry_run": True, "actions": []}' ||
     fail "backup prune --json"
+
+# retention: a VM's own rules (vm.retention), set and shown per rule for
+# the VM, its repository (none here) and in effect; --json is the
+# daemon's result; --clear drops them before setting those given.
+out=$(ctl backup retention ctx-r --keep-last 5)
+for want in "vm +ctx-r" "repository +main"; do
+    printf '%s\n' "$out" | grep -Eq "^$want$" || fail "backup retention: no line '$want': $out"
+done
+row_has "$out" RULE VM REPOSITORY EFFECTIVE || fail "backup retention header: $out"
+[ "$(printf '%s\n' "$out" | sed -n '/^RULE /,$p' | tail -n +2 | sed 's/  */ /g')" = \
+  "$(printf 'keep last 5 - 5\nkeep days - - -')" ] || fail "backup retention rows: $out"
+ctl backup retention ctx-r --json > "$scratch/retention.json"
+$NBD_RPC "$SDD_SOCK" vm.retention '{"vm": "ctx-r"}' > "$scratch/retention.rpc.json"
+"$PYTHON" -c 'import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); sys.exit(a != b)' \
+    "$scratch/retention.json" "$scratch/retention.rpc.json" || fail "backup retention --json is not the daemon's result"
+jcheck '(r["vm_retention"] == {"keep_last": 5, "keep_days": None} and
+    r["effective"] == r["vm_retention"])' < "$scratch/retention.json" ||
+    fail "backup retention --json: $(cat "$scratch/retention.json")"
+ctl backup retention ctx-r --clear --keep-days 30 --json |
+    jcheck 'r["vm_retention"] == {"keep_last": None, "keep_days": 30}' || fail "backup retention --clear --keep-days"
+row_has "$(ctl backup retention ctx-r)" "keep days" 30 - 30 || fail "backup retention: $(ctl backup retention ctx-r)"
+ctl backup retention ctx-r --clear --json |
+    jcheck 'r["vm_retention"] == {"keep_last": None, "keep_days": None}' || fail "backup retention --clear"
+ctl_fails 1 "vm.retention: .*keep_last" backup retention ctx-r --keep-last 0
+ctl_fails 1 "vm.retention: .*ctx-nope" backup retention ctx-nope
+ctl_fails 2 "--keep-days needs a number" backup retention ctx-r --keep-days soon
 
 # backup fail: the watch of a failed job exits 1 with the reason.
 start3=$(ctl backup start --vm ctx-c2 --disk disk0:1M --json)

@@ -10,7 +10,8 @@
 # consolidation in both modes and of a delete by merge, restarted, every
 # retained point still restorable and the folder holding exactly the
 # catalog's files; the
-# repository's retention applied after each backup; repo.cleanup removing
+# repository's retention applied after each backup, and a VM's own rules
+# (vm.retention) over the repository's; repo.cleanup removing
 # what an interrupted delete leaves; backup.verify finding a flipped byte
 # in a data cluster by checksum; a consolidation paused mid-way while the
 # daemon serves everything else (another VM's backups and verify) and
@@ -106,6 +107,18 @@ check_points() {
 
 stamps() { local id; for id in "$@"; do printf '%s ' "${id#*-}"; done | sed 's/ $//'; }
 
+# settle VM REPONAME: wait for the retention run after a backup to end
+# (a dry-run prune is refused as busy while it holds the VM).
+settle() {
+    local i err
+    for i in $(seq 1 1200); do
+        err=$($NBD_RPC "$SDD_SOCK" backup.prune "{\"vm\": \"$1\", \"repository\": \"$2\",
+            \"dry_run\": true}" 2>&1 >/dev/null) && return 0
+        case $err in *busy*) sleep 0.05 ;; *) fail "settle $1: $err" ;; esac
+    done
+    fail "VM $1 stayed busy"
+}
+
 # --- start both daemons ---------------------------------------------------
 
 srv_start
@@ -200,7 +213,13 @@ sdd_rpc backup.show "{\"vm\": \"ctx-syn\", \"disk\": \"disk0\", \"id\": \"full-$
 
 # --- the repository's retention, applied after each backup ---------------
 
-read -r -a R <<< "$(chain ret ctx-ret $SIZE 3 | tr '\n' ' ')"
+# Each backup's retention runs once it is answered: wait for it before
+# the next one (it holds the VM).
+R=()
+for i in 0 1 2 3; do
+    R+=("$(backup ret ctx-ret $SIZE)")
+    settle ctx-ret ret
+done
 check_points ret ctx-ret "$(stamps "${R[@]:2}")"
 # A call's keep_last overrides the repository's.
 sdd_rpc backup.prune '{"repository": "ret", "keep_last": 1}' |
@@ -331,6 +350,7 @@ for call in \
     "backup.delete|{\"vm\": \"ctx-task\", \"id\": \"${T[2]}\"}" \
     "backup.verify|{\"vm\": \"ctx-task\", \"disk\": \"disk0\", \"id\": \"${T[2]}\"}" \
     "backup.prune|{\"vm\": \"ctx-task\", \"keep_last\": 1}" \
+    "vm.retention|{\"vm\": \"ctx-task\", \"keep_last\": 1}" \
     "restore.export|{\"vm\": \"ctx-task\", \"disk\": \"disk0\", \"id\": \"${T[2]}\"}" \
     "restore.mount|{\"vm\": \"ctx-task\", \"disk\": \"disk0\", \"id\": \"${T[2]}\"}"; do
     err=$(sdd_error "${call%%|*}" "${call#*|}")
@@ -404,6 +424,100 @@ jcheck 'r["phase"] == "completed"' < "$scratch/complete.out" ||
 cp "$SAVED/ctx-task/current" "$SAVED/ctx-task/$(echo "$start" | jget 'r["disks"][0]["backup_id"]' | sed 's/^[a-z]*-//').raw"
 check_points main ctx-task "$(stamps "${T[2]}" "$(echo "$start" | jget 'r["disks"][0]["backup_id"]')")"
 check_points main ctx-other "$(stamps "${O[@]}")"
+sdd_stop
+
+# --- a VM's own retention rules (vm.retention) ----------------------------
+# Kept in its vm.json; rule by rule they replace the repository's, for
+# backup.prune (one VM, or a whole repository where each VM has its own)
+# and for the retention run after each completed backup; a call's
+# keep_last still overrides both.
+
+sdd_start
+
+# rules VM REPONAME: "last/days" of the VM's, the repository's and the
+# effective rules ("-": not set).
+rules() {
+    sdd_rpc vm.retention "{\"vm\": \"$1\", \"repository\": \"$2\"}" |
+        jget '" ".join("%s/%s" % tuple("-" if r[k][x] is None else r[k][x]
+            for x in ("keep_last", "keep_days"))
+            for k in ("vm_retention", "repository_retention", "effective"))'
+}
+
+# "main" has no rule: a VM's own keep_last alone decides.
+read -r -a V <<< "$(chain main ctx-vm $SIZE 3 | tr '\n' ' ')"
+[ "$(rules ctx-vm main)" = "-/- -/- -/-" ] || fail "ctx-vm's rules at first: $(rules ctx-vm main)"
+out=$(sdd_rpc vm.retention '{"vm": "ctx-vm", "keep_last": 3}')
+echo "$out" | jcheck 'r == {"vm": "ctx-vm", "repository": "main",
+    "vm_retention": {"keep_last": 3, "keep_days": None},
+    "repository_retention": {"keep_last": None, "keep_days": None},
+    "effective": {"keep_last": 3, "keep_days": None}}' || fail "vm.retention keep_last 3: $out"
+jcheck 'r["retention"] == {"keep_last": 3, "keep_days": None}' < "$REPO/ctx-vm/vm.json" ||
+    fail "vm.json after vm.retention: $(cat "$REPO/ctx-vm/vm.json")"
+check_points main ctx-vm "$(stamps "${V[@]}")"
+# A whole-repository prune: only ctx-vm has a rule.
+out=$(sdd_rpc backup.prune '{"repository": "main", "dry_run": true}')
+echo "$out" | jcheck 'r["actions"] == [{"vm": "ctx-vm", "disk": "disk0",
+    "action": "consolidate", "id": "'"${V[0]}"'", "detail": "1 step(s)"}]' ||
+    fail "whole-repository prune with one VM's rule: $out"
+# The call's keep_last over the VM's.
+out=$(sdd_rpc backup.prune '{"vm": "ctx-vm", "keep_last": 1, "dry_run": true}')
+echo "$out" | jcheck '[a["detail"] for a in r["actions"]] == ["3 step(s)"]' ||
+    fail "prune keep_last=1 over the VM's 3: $out"
+# keep_last 2, then the next backup (backup.start rewrites vm.json and
+# keeps the rule): consolidated down to 2 points.
+sdd_rpc vm.retention '{"vm": "ctx-vm", "keep_last": 2}' >/dev/null
+V+=("$(backup main ctx-vm $SIZE)")
+settle ctx-vm main
+check_points main ctx-vm "$(stamps "${V[3]}" "${V[4]}")"
+[ "$(rules ctx-vm main)" = "2/- -/- 2/-" ] || fail "ctx-vm's rules after a backup: $(rules ctx-vm main)"
+grep -q "retention: ctx-vm/disk0: consolidate" "$SDD_LOG" || fail "ctx-vm's retention not logged"
+
+# "ret" keeps 2; a VM there with its own keep_last 4 keeps 4.
+W=("$(backup ret ctx-vret $SIZE)")
+settle ctx-vret ret
+sdd_rpc vm.retention '{"vm": "ctx-vret", "repository": "ret", "keep_last": 4}' >/dev/null
+for i in 1 2 3 4; do
+    W+=("$(backup ret ctx-vret $SIZE)")
+    settle ctx-vret ret
+done
+check_points ret ctx-vret "$(stamps "${W[@]:1}")"
+# Rule by rule: keep_days its own, keep_last back to the repository's
+# (null), then nothing of its own (clear).
+[ "$(rules ctx-vret ret)" = "4/- 2/- 4/-" ] || fail "ctx-vret's rules: $(rules ctx-vret ret)"
+sdd_rpc vm.retention '{"vm": "ctx-vret", "repository": "ret", "keep_days": 3650}' >/dev/null
+[ "$(rules ctx-vret ret)" = "4/3650 2/- 4/3650" ] || fail "keep_days set: $(rules ctx-vret ret)"
+sdd_rpc vm.retention '{"vm": "ctx-vret", "repository": "ret", "keep_last": null}' >/dev/null
+[ "$(rules ctx-vret ret)" = "-/3650 2/- 2/3650" ] || fail "keep_last null: $(rules ctx-vret ret)"
+
+# Refused, with nothing changed: bad values, unknown VM or repository.
+before=$(md5sum < "$REPO_R/ctx-vret/vm.json")
+for params in '"keep_last": 0' '"keep_last": 1000001' '"keep_days": -1' \
+        '"keep_days": 1000001' '"keep_last": "3"' '"keep_days": 1.5' \
+        '"clear": "yes"' '"keep_weeks": 2'; do
+    err=$(sdd_error vm.retention "{\"vm\": \"ctx-vret\", \"repository\": \"ret\", $params}")
+    echo "$err" | jcheck 'r["code"] == -32602' || fail "vm.retention $params: $err"
+done
+err=$(sdd_error vm.retention '{"vm": "ctx-vret", "keep_last": 3}')
+echo "$err" | jcheck 'r["code"] == 1001 and "ctx-vret" in r["message"]' ||
+    fail "vm.retention of a VM of another repository: $err"
+err=$(sdd_error vm.retention '{"vm": "ctx-nope", "repository": "ret"}')
+echo "$err" | jcheck 'r["code"] == 1001' || fail "vm.retention of an unknown VM: $err"
+err=$(sdd_error vm.retention '{"vm": "ctx-vret", "repository": "nope", "clear": true}')
+echo "$err" | jcheck 'r["code"] == 1001' || fail "vm.retention in an unknown repository: $err"
+[ "$(md5sum < "$REPO_R/ctx-vret/vm.json")" = "$before" ] || fail "a refused vm.retention changed vm.json"
+[ "$(rules ctx-vret ret)" = "-/3650 2/- 2/3650" ] || fail "rules after refusals: $(rules ctx-vret ret)"
+
+# clear: the repository's rules again; vm.json as without any; a prune
+# of the repository now keeps ctx-vret's newest 2.
+sdd_rpc vm.retention '{"vm": "ctx-vret", "repository": "ret", "clear": true}' |
+    jcheck '(r["vm_retention"] == {"keep_last": None, "keep_days": None} and
+        r["effective"] == {"keep_last": 2, "keep_days": None})' || fail "vm.retention clear"
+jcheck '"retention" not in r' < "$REPO_R/ctx-vret/vm.json" ||
+    fail "vm.json after clear: $(cat "$REPO_R/ctx-vret/vm.json")"
+out=$(sdd_rpc backup.prune '{"repository": "ret"}')
+echo "$out" | jcheck '[(a["vm"], a["action"]) for a in r["actions"]] == [("ctx-vret", "consolidate")] * 2' ||
+    fail "prune of ret after clear: $out"
+check_points ret ctx-vret "$(stamps "${W[@]:3}")"
 sdd_stop
 srv_stop
 exit 0

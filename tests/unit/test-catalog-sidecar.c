@@ -478,3 +478,150 @@ Test(vm_info, damaged_files_are_refused)
     expect_vm_refused("[1,2]", "not a JSON object");
     expect_vm_refused("{\"format\":1,", "vm.json:1");
 }
+
+/* --- vm.json: the VM's own retention rules ------------------------------ */
+
+#define VM_HEAD "{\"format\":1,\"context_id\":\"c\",\"display_name\":null," \
+                "\"created_at\":\"2025-10-05T12:00:00Z\",\"disks\":[]"
+
+static struct cat_vm_info *parse_vm(const char *text)
+{
+    struct cat_vm_info *vm = NULL;
+    struct sd_error e = { 0 };
+
+    cr_assert_eq(cat_vm_info_parse(text, strlen(text), "ctx/vm.json", &vm,
+                                   &e), 0, "%s: %s", text, e.msg);
+    return vm;
+}
+
+static void expect_rules(const struct cat_retention *r, int64_t last,
+                         int64_t days)
+{
+    cr_expect_eq(r->keep_last, last, "keep_last %lld, want %lld",
+                 (long long)r->keep_last, (long long)last);
+    cr_expect_eq(r->keep_days, days, "keep_days %lld, want %lld",
+                 (long long)r->keep_days, (long long)days);
+}
+
+Test(vm_info, retention_round_trips_and_clears)
+{
+    char *dir = fx_mkdtemp(), *path = fx_path(dir, "vm.json"), *text;
+    struct cat_vm_info *vm = sample_vm(), *back = NULL;
+    struct cat_retention r = { 4, CAT_KEEP_UNSET };
+    struct sd_error e = { 0 };
+
+    expect_rules(&vm->retention, CAT_KEEP_UNSET, CAT_KEEP_UNSET);
+    cr_assert_eq(cat_vm_info_set_retention(vm, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(cat_vm_info_write(vm, dir, &e), 0, "%s", e.msg);
+    cr_expect_eq(fx_count(dir), 1);
+    text = fx_read(path);
+    cr_expect(strstr(text, "\"keep_last\": 4") != NULL, "%s", text);
+    cr_expect(strstr(text, "\"keep_days\": null") != NULL, "%s", text);
+    free(text);
+    cr_assert_eq(cat_vm_info_read(path, &back, &e), 0, "%s", e.msg);
+    expect_rules(&back->retention, 4, CAT_KEEP_UNSET);
+    cr_expect_eq(back->ndisks, 2);
+    cat_vm_info_free(back);
+
+    /* Without a rule the member goes: the file is as older versions
+     * wrote it. */
+    r = (struct cat_retention){ CAT_KEEP_UNSET, CAT_KEEP_UNSET };
+    cr_assert_eq(cat_vm_info_set_retention(vm, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(cat_vm_info_write(vm, dir, &e), 0, "%s", e.msg);
+    text = fx_read(path);
+    cr_expect(strstr(text, "retention") == NULL, "%s", text);
+    free(text);
+    cr_assert_eq(cat_vm_info_read(path, &back, &e), 0, "%s", e.msg);
+    expect_rules(&back->retention, CAT_KEEP_UNSET, CAT_KEEP_UNSET);
+    cat_vm_info_free(back);
+    cat_vm_info_free(vm);
+    free(path);
+    fx_rm_rf(dir);
+    expect_no_leaks();
+}
+
+Test(vm_info, retention_member_and_rules_are_optional)
+{
+    struct {
+        const char *text;
+        int64_t last, days;
+    } cases[] = {
+        { VM_HEAD "}", CAT_KEEP_UNSET, CAT_KEEP_UNSET },
+        { VM_HEAD ",\"retention\":{}}", CAT_KEEP_UNSET, CAT_KEEP_UNSET },
+        { VM_HEAD ",\"retention\":{\"keep_days\":0}}", CAT_KEEP_UNSET, 0 },
+        { VM_HEAD ",\"retention\":{\"keep_last\":1,\"keep_days\":null}}",
+          1, CAT_KEEP_UNSET },
+        { VM_HEAD ",\"retention\":{\"keep_last\":1000000,"
+          "\"keep_days\":1000000}}", 1000000, 1000000 },
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cat_vm_info *vm = parse_vm(cases[i].text);
+        json_t *obj = cat_vm_info_to_json(vm);
+        bool any = cases[i].last != CAT_KEEP_UNSET ||
+                   cases[i].days != CAT_KEEP_UNSET;
+
+        expect_rules(&vm->retention, cases[i].last, cases[i].days);
+        cr_assert_not_null(obj);
+        cr_expect_eq(json_object_get(obj, "retention") != NULL, any, "%s",
+                     cases[i].text);
+        json_decref(obj);
+        cat_vm_info_free(vm);
+    }
+}
+
+Test(vm_info, bad_retention_is_refused)
+{
+    expect_vm_refused(VM_HEAD ",\"retention\":null}", "retention");
+    expect_vm_refused(VM_HEAD ",\"retention\":[2]}", "not an object");
+    expect_vm_refused(VM_HEAD ",\"retention\":{\"keep_weeks\":2}}",
+                      "keep_weeks");
+    expect_vm_refused(VM_HEAD ",\"retention\":{\"keep_last\":0}}",
+                      "keep_last");
+    expect_vm_refused(VM_HEAD ",\"retention\":{\"keep_last\":1000001}}",
+                      "keep_last");
+    expect_vm_refused(VM_HEAD ",\"retention\":{\"keep_last\":\"3\"}}",
+                      "keep_last");
+    expect_vm_refused(VM_HEAD ",\"retention\":{\"keep_last\":2.5}}",
+                      "keep_last");
+    expect_vm_refused(VM_HEAD ",\"retention\":{\"keep_days\":-1}}",
+                      "retention: field \"keep_days\"");
+    /* Strict as before everywhere else. */
+    expect_vm_refused(VM_HEAD ",\"retain\":{\"keep_last\":2}}", "retain");
+}
+
+Test(vm_info, out_of_range_rules_are_not_set)
+{
+    struct cat_vm_info *vm = sample_vm();
+    struct sd_error e = { 0 };
+
+    cr_assert_eq(cat_vm_info_set_retention(vm, &(struct cat_retention){
+                     3, 7 }, &e), 0, "%s", e.msg);
+    cr_expect_eq(cat_vm_info_set_retention(vm, &(struct cat_retention){
+                     0, 7 }, &e), -EINVAL);
+    cr_expect(strstr(e.msg, "keep_last") != NULL, "%s", e.msg);
+    cr_expect_eq(cat_vm_info_set_retention(vm, &(struct cat_retention){
+                     3, CAT_KEEP_MAX + 1 }, &e), -EINVAL);
+    cr_expect_eq(cat_vm_info_set_retention(vm, &(struct cat_retention){
+                     3, -2 }, &e), -EINVAL);
+    expect_rules(&vm->retention, 3, 7);
+    cat_vm_info_free(vm);
+}
+
+Test(vm_info, rules_layer_one_by_one)
+{
+    struct cat_retention repo = { 2, 30 }, none = { CAT_KEEP_UNSET,
+                                                    CAT_KEEP_UNSET };
+    struct cat_retention r;
+
+    r = cat_retention_over(&(struct cat_retention){ 4, CAT_KEEP_UNSET },
+                           &repo);
+    expect_rules(&r, 4, 30);
+    r = cat_retention_over(&(struct cat_retention){ CAT_KEEP_UNSET, 0 },
+                           &repo);
+    expect_rules(&r, 2, 0);
+    r = cat_retention_over(&none, &repo);
+    expect_rules(&r, 2, 30);
+    r = cat_retention_over(&none, &none);
+    expect_rules(&r, CAT_KEEP_UNSET, CAT_KEEP_UNSET);
+}
