@@ -22,7 +22,7 @@ for a in "$@"; do
 done
 
 targets=(qcow2-image jsonrpc config-yaml config-ini nbd-request nbd-session
-         sidecar)
+         sidecar changes)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
