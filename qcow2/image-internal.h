@@ -47,6 +47,8 @@ struct sd_img {
     struct sd_ring *ring;
     void *priv;                /* backend state */
     char *corrupt_reason;      /* set once: the image refuses writes */
+    char *corrupt_message;     /* "'<path>' is corrupt: <reason>", with it:
+                                * a reply's text, valid while img is */
     int lock_fd;               /* fd holding inter-process locks, or -1 */
 };
 

@@ -53,6 +53,7 @@ static void img_free(struct sd_img *img)
     blk_close(img->file);
     free(img->path);
     free(img->corrupt_reason);
+    free(img->corrupt_message);
     free(img);
 }
 
@@ -225,17 +226,14 @@ int sd_img_get_info(struct sd_img *img, struct sd_img_info *info)
     return img->ops->get_info(img, info);
 }
 
+/* The text lives with the image, not in a per-thread buffer: a request's
+ * error message may be read by another thread than the one that failed
+ * it (a request handed between workers). */
 const char *sd_img_strerror(const struct sd_img *img, int err)
 {
-    static _Thread_local char text[SD_ERROR_MSG_MAX];
-
-    for (const struct sd_img *i = img; err == -EIO && i; i = i->backing) {
-        if (i->corrupt_reason) {
-            snprintf(text, sizeof(text), "'%s' is corrupt: %s", i->path,
-                     i->corrupt_reason);
-            return text;
-        }
-    }
+    for (const struct sd_img *i = img; err == -EIO && i; i = i->backing)
+        if (i->corrupt_message)
+            return i->corrupt_message;
     return strerror(-err);
 }
 
@@ -251,6 +249,10 @@ int sd_img_set_corrupt(struct sd_img *img, const char *fmt, ...)
         msg = NULL;
     va_end(ap);
     img->corrupt_reason = msg ? msg : strdup("image is corrupt");
+    if (img->corrupt_reason &&
+        asprintf(&img->corrupt_message, "'%s' is corrupt: %s", img->path,
+                 img->corrupt_reason) < 0)
+        img->corrupt_message = NULL;
     if (img->writable && img->ops->mark_corrupt)
         img->ops->mark_corrupt(img);
     return -EIO;

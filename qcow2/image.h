@@ -153,7 +153,7 @@ const char *sd_img_corrupt_reason(const struct sd_img *img);
 
 /* Text for an error an operation on img returned: for -EIO, why the
  * image (or a file of its chain) was found corrupt, when it was; else
- * strerror(). The text lives until the next call on this thread. */
+ * strerror(). The text lives as long as the image. */
 const char *sd_img_strerror(const struct sd_img *img, int err);
 
 /* Detect the format of a file from its magic. */
