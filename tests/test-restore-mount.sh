@@ -327,7 +327,9 @@ start_holder k1 ns
 [ -n "$(our_nbdfuse)" ] || fail "k1: no nbdfuse while mounted"
 [ -n "$(our_loops)" ] || fail "k1: no loop devices while mounted"
 [ -z "$(our_mounts)" ] || fail "k1: the guest mounts are visible outside the tool's namespace"
-inside=$(nsenter -t "$HOLDER" -m cat /proc/self/mountinfo | grep -cF " $rt/k1/mnt/")
+# -r: the tool's root, so that in a chroot the mount points read as the
+# tool sees them (setns alone would move us to the namespace's real root).
+inside=$(nsenter -t "$HOLDER" -m -r cat /proc/self/mountinfo | grep -cF " $rt/k1/mnt/")
 [ "$inside" = 3 ] || fail "k1: $inside guest mounts in the tool's namespace, want 3"
 kill_holder
 echo "after SIGKILL of a holder with its own namespace:"
