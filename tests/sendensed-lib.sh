@@ -14,6 +14,10 @@
 #                        expression over r (jcheck: exit status)
 # write_blocks URI FILE BLOCK...   write those 64 KiB blocks of FILE at
 #                        the same offsets through NBD (python3-libnbd)
+# sdd_call_paused PAUSE OUT METHOD JSON   the call in the background
+#                        (BG_PID, its answer in OUT) until the daemon,
+#                        started with SENDENSED_TEST_PAUSE_AT, creates
+#                        the file PAUSE
 # remember_loops / assert_nothing_left WHAT   restore tests: note the
 #                        loop devices of the mounts now up; fail unless
 #                        no mount, loop device, nbdfuse, restore export
@@ -116,6 +120,18 @@ sdd_error() {
         fail "sendensed $1 $2 succeeded"
     fi
     printf '%s\n' "$err"
+}
+
+sdd_call_paused() {
+    local i
+    $NBD_RPC "$SDD_SOCK" "$3" "$4" > "$2" 2>&1 &
+    BG_PID=$!
+    for i in $(seq 1 1200); do
+        [ -e "$1" ] && return 0
+        kill -0 "$BG_PID" 2>/dev/null || fail "$3 ended before its pause: $(cat "$2")"
+        sleep 0.05
+    done
+    fail "$3 never reached its pause"
 }
 
 write_blocks() {

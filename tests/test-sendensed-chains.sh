@@ -325,16 +325,8 @@ PAUSE=$scratch/paused
 
 # prune_paused JSON: backup.prune in the background until it pauses.
 prune_paused() {
-    local i
-    $NBD_RPC "$SDD_SOCK" backup.prune "$1" > "$scratch/prune.out" 2>&1 &
-    PRUNE_PID=$!
-    for i in $(seq 1 1200); do
-        [ -e "$PAUSE" ] && return 0
-        kill -0 "$PRUNE_PID" 2>/dev/null ||
-            fail "backup.prune ended before its pause: $(cat "$scratch/prune.out")"
-        sleep 0.05
-    done
-    fail "backup.prune never reached its pause"
+    sdd_call_paused "$PAUSE" "$scratch/prune.out" backup.prune "$1"
+    PRUNE_PID=$BG_PID
 }
 
 sdd_stop
@@ -401,14 +393,8 @@ SENDENSED_TEST_PAUSE_AT=check-images SENDENSED_TEST_PAUSE_FILE=$PAUSE sdd_start
 start=$(sdd_rpc backup.start "{\"vm\": \"ctx-task\", \"disks\": [{\"name\": \"disk0\", \"size\": $SIZE}]}")
 job=$(echo "$start" | jget 'r["job"]')
 must nbdcopy "$SAVED/ctx-task/current" "$(echo "$start" | jget 'r["disks"][0]["uri"]')"
-$NBD_RPC "$SDD_SOCK" backup.complete "{\"job\": \"$job\"}" > "$scratch/complete.out" 2>&1 &
-complete_pid=$!
-for i in $(seq 1 1200); do
-    [ -e "$PAUSE" ] && break
-    kill -0 "$complete_pid" 2>/dev/null || fail "backup.complete ended before its pause: $(cat "$scratch/complete.out")"
-    sleep 0.05
-done
-[ -e "$PAUSE" ] || fail "backup.complete never reached its pause"
+sdd_call_paused "$PAUSE" "$scratch/complete.out" backup.complete "{\"job\": \"$job\"}"
+complete_pid=$BG_PID
 sdd_rpc job.status "{\"job\": \"$job\"}" | jcheck 'r["phase"] == "completing"' ||
     fail "job.status while completing: $(sdd_rpc job.status "{\"job\": \"$job\"}")"
 err=$(sdd_error backup.fail "{\"job\": \"$job\", \"reason\": \"test\"}")

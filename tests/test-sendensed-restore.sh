@@ -278,15 +278,9 @@ PAUSE=$scratch/paused
 SENDENSED_TEST_PAUSE_AT=extract SENDENSED_TEST_PAUSE_FILE=$PAUSE sdd_start
 M6=$(mount_point "$ID2" | jget 'r["mount"]')
 remember_loops
-$NBD_RPC "$SDD_SOCK" restore.extract "{\"mount\": \"$M6\", \"volume\": \"p1\", \"path\": \"dir\",
-    \"dest\": \"$out/dir.paused.tar\"}" > "$scratch/extract.out" 2>&1 &
-extract_pid=$!
-for i in $(seq 1 1200); do
-    [ -e "$PAUSE" ] && break
-    kill -0 "$extract_pid" 2>/dev/null || fail "restore.extract ended before its pause: $(cat "$scratch/extract.out")"
-    sleep 0.05
-done
-[ -e "$PAUSE" ] || fail "restore.extract never reached its pause"
+sdd_call_paused "$PAUSE" "$scratch/extract.out" restore.extract "{\"mount\": \"$M6\",
+    \"volume\": \"p1\", \"path\": \"dir\", \"dest\": \"$out/dir.paused.tar\"}"
+extract_pid=$BG_PID
 [ "$(ls_names "$M6" p2 late)" = "$(want_names "$scratch/exp2/p2/late")" ] ||
     fail "restore.ls during an extraction"
 err=$(sdd_error restore.umount "{\"mount\": \"$M6\"}")
