@@ -59,11 +59,12 @@ void cap_progress_update(struct cap_progress *p, const struct cap_counters *c,
     p->last = now;
     if (p->mode == CAP_PROGRESS_JSON) {
         printf("{\"event\":\"progress\",\"done\":%llu,\"total\":%llu,\"read\":%llu,"
-               "\"written\":%llu,\"zeroed\":%llu,\"skipped\":%llu,\"seconds\":%.3f}\n",
+               "\"written\":%llu,\"zeroed\":%llu,\"skipped\":%llu,\"verified\":%llu,"
+               "\"seconds\":%.3f}\n",
                (unsigned long long)done, (unsigned long long)c->total,
                (unsigned long long)load(&c->read), (unsigned long long)load(&c->written),
                (unsigned long long)load(&c->zeroed), (unsigned long long)load(&c->skipped),
-               secs);
+               (unsigned long long)load(&c->verified), secs);
         fflush(stdout);
     } else if (p->tty) {
         char bar[31];
@@ -77,6 +78,10 @@ void cap_progress_update(struct cap_progress *p, const struct cap_counters *c,
                 (double)done / MIB, (double)c->total / MIB, speed, eta);
         if (final)
             fputc('\n', stderr);
+    } else if (load(&c->verified)) {
+        /* --verify reading back (the copy itself is done). */
+        fprintf(stderr, "verify: %llu/%llu bytes\n", (unsigned long long)load(&c->verified),
+                (unsigned long long)(load(&c->written) + load(&c->zeroed)));
     } else {
         fprintf(stderr, "progress: %.1f%% %llu/%llu bytes %.1f MiB/s\n", pct,
                 (unsigned long long)done, (unsigned long long)c->total, speed);
@@ -91,12 +96,20 @@ void cap_progress_summary(struct cap_progress *p, const struct cap_counters *c)
 
     if (p->mode == CAP_PROGRESS_JSON)
         printf("{\"event\":\"summary\",\"read\":%llu,\"written\":%llu,\"zeroed\":%llu,"
-               "\"skipped\":%llu,\"seconds\":%.3f,\"mib_per_second\":%.1f}\n",
+               "\"skipped\":%llu,\"verified\":%llu,\"resent\":%llu,"
+               "\"reconnects\":%u,\"seconds\":%.3f,\"mib_per_second\":%.1f}\n",
                (unsigned long long)c->read, (unsigned long long)c->written,
-               (unsigned long long)c->zeroed, (unsigned long long)c->skipped, secs, speed);
+               (unsigned long long)c->zeroed, (unsigned long long)c->skipped,
+               (unsigned long long)c->verified, (unsigned long long)c->resent,
+               c->reconnects, secs, speed);
     else
-        printf("read %llu written %llu zeroed %llu skipped %llu bytes in %.2f s, "
-               "%.1f MiB/s\n", (unsigned long long)c->read, (unsigned long long)c->written,
-               (unsigned long long)c->zeroed, (unsigned long long)c->skipped, secs, speed);
+        printf("read %llu written %llu zeroed %llu skipped %llu verified %llu bytes in "
+               "%.2f s, %.1f MiB/s\n", (unsigned long long)c->read,
+               (unsigned long long)c->written, (unsigned long long)c->zeroed,
+               (unsigned long long)c->skipped, (unsigned long long)c->verified, secs, speed);
+    if (p->mode != CAP_PROGRESS_JSON && c->reconnects)
+        printf("  after %u reconnect%s: %llu bytes sent again (acknowledged, not yet "
+               "flushed when the connection was lost)\n", c->reconnects,
+               c->reconnects == 1 ? "" : "s", (unsigned long long)c->resent);
     fflush(stdout);
 }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The source disk: a raw file or block device (pread, SEEK_DATA and
- * SEEK_HOLE), or an NBD export (libnbd; base:allocation and
- * qemu:dirty-bitmap:NAME block status).
+ * SEEK_HOLE), a qcow2 file (source-qcow2.c, through the image library),
+ * or an NBD export (libnbd; base:allocation and qemu:dirty-bitmap:NAME
+ * block status).
  */
 #include "config.h"
 
@@ -60,7 +61,6 @@ static int open_nbd(struct cap_source *s, const char *bitmap, struct sd_error *e
 
 static int open_file(struct cap_source *s, struct sd_error *err)
 {
-    char magic[4];
     off_t end;
 
     s->fd = open(s->name, O_RDONLY | O_CLOEXEC);
@@ -71,12 +71,6 @@ static int open_file(struct cap_source *s, struct sd_error *err)
     if (end < 0)
         return sd_error_set(err, -errno, "%s: %s", s->name, strerror(errno));
     s->size = (uint64_t)end;
-    /* Reading a qcow2 file as raw bytes would back up its metadata, not
-     * the disk it holds: refuse rather than make a useless backup. */
-    if (pread(s->fd, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
-        memcmp(magic, "QFI\xfb", 4) == 0)
-        return sd_error_set(err, -EINVAL, "%s is a qcow2 image: export it over NBD "
-                            "(sendense-nbd, qemu-nbd) and copy from its URI", s->name);
     return 0;
 }
 
@@ -89,9 +83,16 @@ int cap_source_open(struct cap_source *s, const char *name, const char *bitmap,
     if (is_uri(name)) {
         ret = open_nbd(s, bitmap, err);
     } else if (bitmap) {
-        ret = sd_error_set(err, -EINVAL, "--bitmap needs an NBD source");
+        /* Our image library does not read qcow2 persistent bitmaps. */
+        ret = sd_error_set(err, -EINVAL, "--bitmap needs an NBD source (%s is a file; "
+                           "for a qcow2 image's persistent bitmap export it with "
+                           "qemu-nbd -B NAME and copy from its URI)", name);
     } else {
-        ret = open_file(s, err);
+        ret = cap_qcow2_open(s, err);
+        if (ret == 0)
+            ret = open_file(s, err);
+        else if (ret > 0)
+            ret = 0;
     }
     if (ret < 0)
         cap_source_close(s);
@@ -100,6 +101,7 @@ int cap_source_open(struct cap_source *s, const char *name, const char *bitmap,
 
 void cap_source_close(struct cap_source *s)
 {
+    cap_qcow2_close(s);
     if (s->nbd) {
         nbd_shutdown(s->nbd, 0);
         nbd_close(s->nbd);
@@ -210,6 +212,8 @@ static int map_nbd(struct cap_source *s, const char *context, bool dirty,
 int cap_source_map(struct cap_source *s, struct cap_extents *out,
                    struct sd_error *err)
 {
+    if (s->qcow2)
+        return cap_qcow2_map(s, out, err);
     if (s->fd >= 0)
         return map_file(s, out, err);
     /* A server without base:allocation: everything is data. */
@@ -231,6 +235,8 @@ int cap_source_dirty(struct cap_source *s, const char *bitmap,
 int cap_source_read(struct cap_source *s, void *buf, uint64_t len,
                     uint64_t off, struct sd_error *err)
 {
+    if (s->qcow2)
+        return cap_qcow2_read(s, buf, len, off, err);
     if (s->nbd) {
         if (nbd_pread(s->nbd, buf, len, off, 0) < 0)
             return nbd_fail(err, "read from the source");

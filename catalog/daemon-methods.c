@@ -260,6 +260,67 @@ static int m_backup_fail(void *ctx, struct jsonrpc_conn *conn,
     return jsonrpc_reply_result(req, sdd_job_to_json(job, false));
 }
 
+/* backup.fence {job, disk?}: a Capture Agent whose connection dropped
+ * asks for the export to be fenced before it reconnects and resumes, so
+ * that no write of its old connection can land after its new ones. */
+static int m_backup_fence(void *ctx, struct jsonrpc_conn *conn,
+                          json_t *params, struct jsonrpc_request *req)
+{
+    struct sdd_daemon *d = ctx;
+    const char *id = NULL, *disk = NULL;
+    struct jsonrpc_param spec[] = {
+        JSONRPC_PARAM_STRING("job", true, &id),
+        JSONRPC_PARAM_STRING("disk", false, &disk),
+        JSONRPC_PARAM_END,
+    };
+    struct sd_error err = { 0 };
+    struct sdd_job *job;
+    json_t *fenced = json_array();
+    size_t matched = 0;
+    int ret = jsonrpc_params_parse(req, params, spec);
+
+    (void)conn;
+    if (ret < 0 || (ret = find_job(d, req, id, &job)) < 0)
+        goto out;
+    if (job->phase != SDD_PHASE_RUNNING) {
+        /* The agent stops here: tell it why the job ended. */
+        ret = jsonrpc_reply_errno(req, -EINVAL, "job %s is %s, not running%s%s",
+                                  job->id, sdd_job_phase_name(job->phase),
+                                  job->failure_reason ? ": " : "",
+                                  job->failure_reason ? job->failure_reason : "");
+        goto out;
+    }
+    for (size_t i = 0; i < job->ndisks; i++) {
+        struct sdd_job_disk *jd = &job->disks[i];
+        json_t *res = NULL;
+
+        if (disk && strcmp(disk, jd->name) != 0)
+            continue;
+        matched++;
+        ret = nbdc_call(d->cfg->nbd_control_socket, "export.fence",
+                        json_pack("{s:s}", "name", jd->export_name), &res, &err);
+        json_decref(res);
+        if (ret < 0) {
+            sd_log_error("job %s: backup.fence %s: %s", job->id, jd->name, err.msg);
+            ret = jsonrpc_reply_sd_error(req, &err);
+            goto out;
+        }
+        sd_log_info("job %s: %s fenced at the capture agent's request", job->id,
+                    jd->name);
+        json_array_append_new(fenced, json_string(jd->name));
+    }
+    if (!matched) {
+        ret = jsonrpc_reply_errno(req, -ENOENT, "job %s has no disk \"%.64s\"",
+                                  job->id, disk ? disk : "");
+        goto out;
+    }
+    ret = jsonrpc_reply_result(req, json_pack("{s:s, s:O}", "job", job->id,
+                                              "fenced", fenced));
+out:
+    json_decref(fenced);
+    return ret;
+}
+
 static int m_job_status(void *ctx, struct jsonrpc_conn *conn, json_t *params,
                         struct jsonrpc_request *req)
 {
@@ -338,6 +399,7 @@ const struct jsonrpc_method sdd_methods[] = {
     { "backup.start", m_backup_start },
     { "backup.complete", m_backup_complete },
     { "backup.fail", m_backup_fail },
+    { "backup.fence", m_backup_fence },
     { "backup.progress", m_job_status },
     { "job.status", m_job_status },
     { "job.list", m_job_list },

@@ -72,6 +72,8 @@ int job_mark_failed(struct cat_sidecar *sc, const char *dir,
     return write_failed(sc, dir, image_path, keep, err);
 }
 
+/* The timer: what a failure could not do at once (a sidecar on a full
+ * disk, an export of a sendense-nbd that was down). */
 void jobs_retry_sidecars(const struct sdd_jobs *jobs)
 {
     for (struct sdd_job *j = jobs->list; j; j = j->next) {
@@ -79,6 +81,16 @@ void jobs_retry_sidecars(const struct sdd_jobs *jobs)
             struct sdd_job_disk *d = &j->disks[i];
             struct sd_error ignored = { 0 };
 
+            if (j->phase == SDD_PHASE_FAILED && d->export_added) {
+                int ret = nbdc_export_remove(jobs->cfg->nbd_control_socket,
+                                             d->export_name, false, &ignored);
+
+                if (ret == 0 || ret == -ENOENT) {
+                    d->export_added = false;
+                    sd_log_info("job %s: export %s removed at last", j->id,
+                                d->export_name);
+                }
+            }
             /* Failing again is quiet: the first failure was reported. */
             if (!d->sidecar_pending ||
                 write_failed(d->sc, d->dir, d->image_path,
@@ -320,8 +332,15 @@ int sdd_jobs_fail(const struct sdd_jobs *jobs, struct sdd_job *job,
     if (ret < 0)
         return ret;
     final_stats(jobs, job);
-    /* No drain: the writer is told to stop by losing its connection. */
+    /* No drain: the writer is told to stop by losing its connection.
+     * A sendense-nbd that does not answer (down, restarting) has no
+     * writer to stop: the job fails all the same and the timer removes
+     * the exports once it answers (a restart of sendensed does too). */
     ret = remove_exports(jobs, job, false, err);
+    if (ret == -ENOTCONN || ret == -ETIMEDOUT || ret == -ECONNRESET) {
+        sd_log_warn("job %s: exports not removed yet: %s", job->id, err->msg);
+        ret = 0;
+    }
     if (ret < 0)
         return ret;
     job->failure_reason = strdup(reason);

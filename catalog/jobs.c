@@ -73,10 +73,12 @@ void jobs_insert(struct sdd_jobs *jobs, struct sdd_job *job)
     }
 }
 
+/* A failed job still owes a sidecar, or an export removal. */
 bool job_sidecar_pending(const struct sdd_job *job)
 {
     for (size_t i = 0; i < job->ndisks; i++)
-        if (job->disks[i].sidecar_pending)
+        if (job->disks[i].sidecar_pending ||
+            (job->phase == SDD_PHASE_FAILED && job->disks[i].export_added))
             return true;
     return false;
 }

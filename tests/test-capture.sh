@@ -13,10 +13,10 @@
 #  3. Incremental from a dirty bitmap: a qcow2 source with a persistent
 #     bitmap (qemu-img bitmap --add), written by qemu-io, exported by
 #     qemu-nbd -B; exactly the dirty extents are read and written and the
-#     overlay's chain equals the source. A qcow2 file as the source is
-#     refused (it would be copied as raw bytes).
+#     overlay's chain equals the source. --bitmap with the qcow2 file as
+#     the source is refused (qcow2 sources: test-capture-sources.sh).
 #  4. The target killed mid-copy (a slow source, nbdkit's delay filter):
-#     non-zero exit, one clear line, no summary.
+#     one reconnect tried, then a non-zero exit, a clear line, no summary.
 # qemu-img, qemu-io, qemu-nbd and nbdkit are oracles and fixtures only.
 
 srcdir=${srcdir:-$(dirname "$0")}
@@ -190,9 +190,9 @@ must_equal "server bytes.write (vmincr)" "$(stat_of vmincr bytes write)" $DIRTY
 capture_fails --bitmap nosuch "nbd+unix:///?socket=$qsock" "$(srv_unix_uri vmincr)"
 grep -q "nosuch" "$scratch/fail.err" || fail "unknown bitmap: $(cat "$scratch/fail.err")"
 kill $QNBD_PID; wait $QNBD_PID 2>/dev/null
-# The qcow2 file itself is refused as a source (it would be copied raw).
-capture_fails "$qsrc" "$(srv_unix_uri vmincr)"
-grep -q "qcow2 image" "$scratch/fail.err" || fail "qcow2 source: $(cat "$scratch/fail.err")"
+# The qcow2 file itself cannot give its persistent bitmap: refused.
+capture_fails --bitmap b0 "$qsrc" "$(srv_unix_uri vmincr)"
+grep -q "needs an NBD source" "$scratch/fail.err" || fail "qcow2 source: $(cat "$scratch/fail.err")"
 
 # --- the chains, with the server stopped ---
 
@@ -222,7 +222,7 @@ cleanup_fn 'kill $NBDKIT_PID 2>/dev/null; wait $NBDKIT_PID 2>/dev/null'
 for i in $(seq 1 200); do [ -S "$ssock" ] && break; sleep 0.05; done
 [ -S "$ssock" ] || { cat "$scratch/nbdkit.log" >&2; fail "nbdkit did not start"; }
 "$SENDENSE_CAPTURE" copy --json --connections 1 --inflight 2 --request-size 1M \
-    "nbd+unix:///?socket=$ssock" "$(srv_unix_uri killed)" \
+    --retries 1 --retry-delay 0.2 "nbd+unix:///?socket=$ssock" "$(srv_unix_uri killed)" \
     > "$scratch/killed.out" 2> "$scratch/killed.raw" &
 CAP_PID=$!
 # Wait until the target has acknowledged some writes, then kill it.
@@ -237,10 +237,14 @@ rc=0
 wait $CAP_PID || rc=$?
 [ "$rc" != 0 ] || fail "sendense-capture reported success after its target died"
 ! grep -q '"summary"' "$scratch/killed.out" || fail "a summary after the target died"
+grep -q '"event":"retry"' "$scratch/killed.out" || fail "no retry event"
+# One line for the reconnect it tried, one for giving up.
 our_stderr "$scratch/killed.raw" > "$scratch/killed.err"
-if [ "$(wc -l < "$scratch/killed.err")" != 1 ] || ! grep -q '^sendense-capture: .' "$scratch/killed.err"; then
+if [ "$(wc -l < "$scratch/killed.err")" != 2 ] ||
+    ! grep -q '^sendense-capture: .*reconnecting in 0.2 s (try 1 of 1)$' "$scratch/killed.err" ||
+    ! tail -1 "$scratch/killed.err" | grep -q '^sendense-capture: gave up after 1 reconnect: .'; then
     cat "$scratch/killed.raw" >&2
-    fail "expected one 'sendense-capture: ...' line after the target died"
+    fail "expected a reconnect line and a 'gave up' line after the target died"
 fi
 echo "   $(cat "$scratch/killed.err")"
 echo "PASS"
