@@ -34,7 +34,7 @@ static const char usage_text[] =
     "both:\n"
     "  --connections N       target connections if it allows multi-conn (4)\n"
     "  --inflight N          requests in flight, all connections (32)\n"
-    "  --request-size SIZE   largest request (32M)\n"
+    "  --request-size SIZE   largest request, up to 32M (256K)\n"
     "  --flush-every SIZE    FLUSH after this many bytes (4G), and at the end\n"
     "  --verify              then read back what was written or zeroed and compare\n"
     "  --retries N           reconnects after a lost connection (5)\n"
@@ -290,7 +290,7 @@ static int parse_args(int argc, char **argv, struct args *a)
     int c, ret;
 
     *a = (struct args){ .copy = { .connections = 4, .inflight = 32,
-                                  .request_size = 32 << 20,
+                                  .request_size = 256 << 10,
                                   .flush_every = UINT64_C(4) << 30 },
                         .resume = { .retries = 5, .delay = 1.0 } };
     a->backup = (struct cap_backup_opts){

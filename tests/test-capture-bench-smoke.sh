@@ -67,10 +67,13 @@ for copy in ("full", "incr"):
             number(r, key)
         if tool.endswith("/sendense-nbd"):
             wire = number(r, "wire_write_bytes")
-            # An incremental sends the changed bytes and nothing else.
-            if copy == "incr" and wire is not None and wire != float(r["basis_bytes"]):
-                bad.append("incr %s: %s bytes written for %s changed" % (
-                    tool, r["wire_write_bytes"], r["basis_bytes"]))
+            zero = number(r, "wire_zero_bytes") or 0.0
+            # An incremental sends the changed bytes and nothing else:
+            # as data, or (sendense-capture's zero detection, for the
+            # areas the change made zero) as WRITE_ZEROES.
+            if copy == "incr" and wire is not None and wire + zero != float(r["basis_bytes"]):
+                bad.append("incr %s: %s bytes written and %s zeroed for %s changed" % (
+                    tool, r["wire_write_bytes"], r["wire_zero_bytes"], r["basis_bytes"]))
 
 with open(sys.argv[2], newline="") as f:
     summary = list(csv.DictReader(f))
