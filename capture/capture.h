@@ -116,6 +116,10 @@ void cap_progress_init(struct cap_progress *p, enum cap_progress_mode mode);
 /* At most once a second unless final. */
 void cap_progress_update(struct cap_progress *p, const struct cap_counters *c,
                          bool final);
+/* Until *done reaches workers (threads count themselves done), showing
+ * progress meanwhile. */
+void cap_progress_wait(struct cap_progress *p, const struct cap_counters *c,
+                       const int *done, int workers);
 void cap_progress_summary(struct cap_progress *p, const struct cap_counters *c);
 
 /* ---- copy.c ---- */

@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Bytes of buffers in flight, all connections together. */
 #define INFLIGHT_BYTES (UINT64_C(256) << 20)
@@ -548,12 +547,7 @@ int cap_copy(struct cap_source *src, const struct cap_extents *reqs,
         }
         started++;
     }
-    while (__atomic_load_n(&sh.done, __ATOMIC_ACQUIRE) < started) {
-        struct timespec ts = { 0, 100 * 1000 * 1000 };
-
-        nanosleep(&ts, NULL);
-        cap_progress_update(p, c, false);
-    }
+    cap_progress_wait(p, c, &sh.done, started);
     for (int i = 0; i < started; i++)
         pthread_join(ws[i].thread, NULL);
     if (sh.failed) {

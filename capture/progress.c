@@ -88,6 +88,17 @@ void cap_progress_update(struct cap_progress *p, const struct cap_counters *c,
     }
 }
 
+void cap_progress_wait(struct cap_progress *p, const struct cap_counters *c,
+                       const int *done, int workers)
+{
+    while (__atomic_load_n(done, __ATOMIC_ACQUIRE) < workers) {
+        struct timespec ts = { 0, 100 * 1000 * 1000 };
+
+        nanosleep(&ts, NULL);
+        cap_progress_update(p, c, false);
+    }
+}
+
 void cap_progress_summary(struct cap_progress *p, const struct cap_counters *c)
 {
     double secs = cap_now() - p->start;

@@ -27,7 +27,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define VERIFY_CHUNK (UINT64_C(32) << 20)
 #define VERIFY_CONNS 4
@@ -254,12 +253,7 @@ int cap_verify(struct cap_source *src, const struct cap_extents *reqs,
         }
         started++;
     }
-    while (__atomic_load_n(&sh.done, __ATOMIC_ACQUIRE) < started) {
-        struct timespec ts = { 0, 100 * 1000 * 1000 };
-
-        nanosleep(&ts, NULL);
-        cap_progress_update(p, c, false);
-    }
+    cap_progress_wait(p, c, &sh.done, started);
     for (int i = 0; i < started; i++)
         pthread_join(ws[i].thread, NULL);
     /* A difference is the news, even if another worker also failed. */

@@ -31,8 +31,7 @@
 requires qemu-img
 . "$top_srcdir/tests/sendensed-lib.sh"
 
-SENDENSE_CAPTURE=${SENDENSE_CAPTURE:-$(cd "$top_builddir/capture" 2>/dev/null && pwd)/sendense-capture}
-[ -x "$SENDENSE_CAPTURE" ] || { echo "$0: ERROR: $SENDENSE_CAPTURE was not built" >&2; exit 99; }
+. "$top_srcdir/tests/capture-lib.sh"
 
 SIZE=$((1 << 30))
 BLOCK=65536
@@ -47,23 +46,6 @@ echo "seed $SEED"
 src=$scratch/disk.raw
 changes=$scratch/changes.json
 export SIZE BLOCK NBLOCKS SEED
-
-# capture ARGS...: a copy that must succeed; its summary in $scratch/summary.json.
-capture() {
-    "$SENDENSE_CAPTURE" copy --json "$@" > "$scratch/capture.out" 2> "$scratch/capture.err" ||
-        { cat "$scratch/capture.err" >&2; fail "sendense-capture copy $* failed"; }
-    grep '"event":"summary"' "$scratch/capture.out" > "$scratch/summary.json" ||
-        fail "no summary from sendense-capture copy $*"
-    if [ -n "$(our_stderr "$scratch/capture.err")" ]; then
-        cat "$scratch/capture.err" >&2
-        fail "sendense-capture copy $* wrote to stderr"
-    fi
-}
-summary() { jget "r[\"$1\"]" < "$scratch/summary.json"; }
-
-must_equal() {          # WHAT GOT EXPECTED
-    [ "$2" = "$3" ] || fail "$1: got $2, expected $3"
-}
 
 # stats EXPORT: export.stats of a backup's export, before backup.complete
 # removes it.

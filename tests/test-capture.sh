@@ -24,35 +24,11 @@ srcdir=${srcdir:-$(dirname "$0")}
 . "$srcdir/server-lib.sh"
 
 requires qemu-img qemu-io qemu-nbd nbdkit
-SENDENSE_CAPTURE=${SENDENSE_CAPTURE:-$(cd "$top_builddir/capture" 2>/dev/null && pwd)/sendense-capture}
-[ -x "$SENDENSE_CAPTURE" ] || { echo "$0: ERROR: $SENDENSE_CAPTURE was not built" >&2; exit 99; }
+. "$top_srcdir/tests/capture-lib.sh"
 
 M=$((1 << 20))
 K=1024
 SIZE=$((64 * M))
-
-# capture ARGS...: run a copy that must succeed; its summary (JSON) is
-# left in $scratch/summary.json.
-capture() {
-    "$SENDENSE_CAPTURE" copy --json "$@" > "$scratch/capture.out" 2> "$scratch/capture.err" ||
-        { cat "$scratch/capture.err" >&2; fail "sendense-capture copy $* failed"; }
-    grep '"event":"summary"' "$scratch/capture.out" > "$scratch/summary.json" ||
-        fail "no summary from sendense-capture copy $*"
-    if [ -n "$(our_stderr "$scratch/capture.err")" ]; then
-        cat "$scratch/capture.err" >&2
-        fail "sendense-capture copy $* wrote to stderr"
-    fi
-}
-
-summary() {             # KEY: a number from the last summary
-    "$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
-        "$scratch/summary.json" "$1"
-}
-
-# must_equal WHAT GOT EXPECTED
-must_equal() {
-    [ "$2" = "$3" ] || fail "$1: got $2, expected $3"
-}
 
 stat_of() {             # EXPORT GROUP KEY: a counter of export.stats
     srv_rpc export.stats "{\"name\":\"$1\"}" | "$PYTHON" -c '
