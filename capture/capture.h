@@ -79,6 +79,10 @@ struct cap_source {
     uint64_t size;
 };
 
+/* nbd_connect_uri, with the local files a URI names allowed (TLS keys
+ * and certificates). -1 with libnbd's error set, as nbd_connect_uri. */
+int cap_nbd_connect_uri(struct nbd_handle *h, const char *uri);
+
 /* bitmap: NULL, or the dirty bitmap whose meta context is requested. */
 int cap_source_open(struct cap_source *s, const char *name, const char *bitmap,
                     struct sd_error *err);

@@ -382,7 +382,7 @@ static int connect_target(const struct cap_copy_opts *o, struct nbd_handle **out
     struct nbd_handle *h = nbd_create();
 
     *out = h;
-    if (!h || nbd_connect_uri(h, o->target) < 0) {
+    if (!h || cap_nbd_connect_uri(h, o->target) < 0) {
         int code = nbd_get_errno();
 
         return sd_error_set(err, code > 0 ? -code : -EIO, "%s: %s", o->target,

@@ -32,6 +32,15 @@ static int nbd_fail(struct sd_error *err, const char *what)
     return sd_error_set(err, e > 0 ? -e : -EIO, "%s: %s", what, nbd_get_error());
 }
 
+/* A URI given on our command line may name local files (tls-psk-file,
+ * tls-certificates, socket): it is the user's own, as for nbdcopy. */
+int cap_nbd_connect_uri(struct nbd_handle *h, const char *uri)
+{
+    if (nbd_set_uri_allow_local_file(h, true) < 0)
+        return -1;
+    return nbd_connect_uri(h, uri);
+}
+
 static int open_nbd(struct cap_source *s, const char *bitmap, struct sd_error *err)
 {
     char ctx[300];
@@ -47,7 +56,7 @@ static int open_nbd(struct cap_source *s, const char *bitmap, struct sd_error *e
         if (nbd_add_meta_context(s->nbd, ctx) < 0)
             return nbd_fail(err, "nbd_add_meta_context");
     }
-    if (nbd_connect_uri(s->nbd, s->name) < 0)
+    if (cap_nbd_connect_uri(s->nbd, s->name) < 0)
         return nbd_fail(err, s->name);
     size = nbd_get_size(s->nbd);
     if (size < 0)

@@ -189,7 +189,7 @@ static struct nbd_handle *connect_target(const char *uri, struct sd_error *err)
 {
     struct nbd_handle *h = nbd_create();
 
-    if (!h || nbd_connect_uri(h, uri) < 0) {
+    if (!h || cap_nbd_connect_uri(h, uri) < 0) {
         int code = nbd_get_errno();
 
         sd_error_set(err, code > 0 ? -code : -EIO, "%s: verify: %s", uri,

@@ -17,6 +17,8 @@
 #     the source is refused (qcow2 sources: test-capture-sources.sh).
 #  4. The target killed mid-copy (a slow source, nbdkit's delay filter):
 #     one reconnect tried, then a non-zero exit, a clear line, no summary.
+#  5. TLS: a PSK-protected NBD source into an X.509 target, compared; a
+#     target whose certificate is not trusted fails in one line.
 # qemu-img, qemu-io, qemu-nbd and nbdkit are oracles and fixtures only.
 
 srcdir=${srcdir:-$(dirname "$0")}
@@ -223,4 +225,37 @@ if [ "$(wc -l < "$scratch/killed.err")" != 2 ] ||
     fail "expected a reconnect line and a 'gave up' line after the target died"
 fi
 echo "   $(cat "$scratch/killed.err")"
+kill $NBDKIT_PID 2>/dev/null; wait $NBDKIT_PID 2>/dev/null || :
+
+# --- 5. TLS on both sides ---
+
+echo "5. TLS: a PSK source, an X.509 target"
+creds=$scratch/tls
+must bash "$top_srcdir/tests/tls-creds.sh" "$creds"
+srv_start "tls:" "  mode: required" "  cert: $creds/server-cert.pem" \
+    "  key: $creds/server-key.pem" "  ca: $creds/ca-cert.pem" \
+    "  psk_file: $creds/keys.psk"
+srv_export tlssrc "$img/src.raw" "readonly: true"
+must "$SENDENSE_IMG" create -f qcow2 "$img/tls.qcow2" $SIZE
+srv_export tlsdst "$img/tls.qcow2"
+psk="nbds://alice@127.0.0.1:$SRV_PORT/tlssrc?tls-psk-file=$creds/keys.psk"
+x509="nbds://127.0.0.1:$SRV_PORT/tlsdst?tls-certificates=$creds/client"
+capture --target-is-zero "$psk" "$x509"
+must_equal "bytes the server got over TLS" "$(stat_of tlsdst bytes write)" "$(summary written)"
+[ "$(summary written)" -gt 0 ] || fail "nothing written over TLS"
+srv_stop
+must qemu-img compare -f raw -F qcow2 "$img/src.raw" "$img/tls.qcow2"
+# Without the server's CA the target is refused, in one line, not retried.
+srv_start "tls:" "  mode: required" "  cert: $creds/server-cert.pem" \
+    "  key: $creds/server-key.pem" "  ca: $creds/ca-cert.pem"
+srv_export tlsdst "$img/tls.qcow2"
+if "$SENDENSE_CAPTURE" copy --quiet --retries 0 "$img/src.raw" \
+        "nbds://127.0.0.1:$SRV_PORT/tlsdst?tls-certificates=$creds/other" \
+        > /dev/null 2> "$scratch/tls.raw"; then
+    fail "a copy to a target it cannot trust succeeded"
+fi
+our_stderr "$scratch/tls.raw" > "$scratch/tls.err"
+[ "$(wc -l < "$scratch/tls.err")" = 1 ] && grep -q '^sendense-capture: nbds://' "$scratch/tls.err" ||
+    { cat "$scratch/tls.raw" >&2; fail "untrusted target: expected one line"; }
+srv_stop
 echo "PASS"
