@@ -400,6 +400,27 @@ static int run_fail(struct ctl_ctx *ctx, int argc, char **argv)
     return run_spec(ctx, argc, argv, &s);
 }
 
+static int print_fenced(const json_t *r)
+{
+    const json_t *disks = json_object_get(r, "fenced");
+    size_t i;
+    const json_t *d;
+
+    printf("job %s: fenced", ctl_str(r, "job", "?"));
+    json_array_foreach(disks, i, d)
+        printf(" %s", json_string_value(d) ? json_string_value(d) : "?");
+    printf("\n");
+    return CTL_EXIT_OK;
+}
+
+static int run_fence(struct ctl_ctx *ctx, int argc, char **argv)
+{
+    const struct backup_cmd_spec s = {
+        "backup.fence", NAMES("job", "disk"), 1, OPTS(), { { NULL } }, print_fenced,
+    };
+    return run_spec(ctx, argc, argv, &s);
+}
+
 static int run_list(struct ctl_ctx *ctx, int argc, char **argv)
 {
     const struct backup_cmd_spec s = {
@@ -464,6 +485,13 @@ static const struct ctl_cmd cmds[] = {
       "Usage: sendense-ctl backup fail JOB --reason TEXT [--json]\n\n"
       "Fails a running job (backup.fail): writers are disconnected and the\n"
       "backups are marked failed with the reason.\n", run_fail },
+    { "fence", "fence a job's exports before a writer reconnects",
+      "Usage: sendense-ctl backup fence JOB [DISK] [--json]\n\n"
+      "Fences the exports of a running job, or of one disk (backup.fence):\n"
+      "returns once their old connections are closed and all their I/O is\n"
+      "done, so a Capture Agent that reconnects can never be overtaken by a\n"
+      "stale write. sendense-capture calls it by itself after a dropped\n"
+      "connection.\n", run_fence },
     { "list", "backups in the catalog",
       "Usage: sendense-ctl backup list [--vm VM] [--repository R] [--json]\n\n"
       "One row per backup (backup.list): VM, disk, id, type, status, usable\n"

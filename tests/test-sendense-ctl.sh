@@ -444,8 +444,13 @@ ctl_fails 2 "--keep-days needs a number" backup retention ctx-r --keep-days soon
 # backup fail: the watch of a failed job exits 1 with the reason.
 start3=$(ctl backup start --vm ctx-c2 --disk disk0:1M --json)
 JOB3=$(echo "$start3" | jget 'r["job"]')
+# backup fence: a running job's exports (no writer here: at once).
+[ "$(ctl backup fence "$JOB3")" = "job $JOB3: fenced disk0" ] || fail "backup fence: $(ctl backup fence "$JOB3")"
+ctl backup fence "$JOB3" disk0 --json | jcheck 'r["fenced"] == ["disk0"]' || fail "backup fence --json"
+ctl_fails 1 "has no disk" backup fence "$JOB3" disk7
 ctl backup fail "$JOB3" --reason "agent lost" | grep -Eq "^failure +agent lost$" ||
     fail "backup fail"
+ctl_fails 1 "not running: agent lost" backup fence "$JOB3"
 rc=0
 "$CTL_BIN" backup watch "$JOB3" > "$scratch/watch3.out" 2> "$scratch/watch3.err" || rc=$?
 [ "$rc" = 1 ] || fail "backup watch of a failed job exited $rc"
