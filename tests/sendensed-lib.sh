@@ -165,15 +165,23 @@ our_loops() {
         case $b in *"$SDD_RT"/*) echo "${f%/loop/backing_file}" ;; esac
     done
 }
+# A device is remembered with its diskseq, which the kernel bumps at
+# each attach: a loop device released by us and reused by someone else
+# (another test run on the machine) is not ours any more.
 remember_loops() {
-    local now
-    now=$(our_loops | tr '\n' ' ')
-    SEEN_LOOPS="${SEEN_LOOPS:+$SEEN_LOOPS }${now% }"
+    local l now=
+    for l in $(our_loops); do
+        now="$now $l:$(cat "$l/diskseq" 2>/dev/null || echo 0)"
+    done
+    SEEN_LOOPS="${SEEN_LOOPS:+$SEEN_LOOPS }${now# }"
 }
 loops_left() {
-    local l b
-    for l in $SEEN_LOOPS; do
+    local entry l seq b
+    for entry in $SEEN_LOOPS; do
+        l=${entry%:*}
+        seq=${entry##*:}
         b=$(cat "$l/loop/backing_file" 2>/dev/null) || continue
+        [ "$(cat "$l/diskseq" 2>/dev/null || echo 0)" = "$seq" ] || continue
         case $b in *"$SDD_RT"/* | /disk) echo "$l $b" ;; esac
     done
     losetup -a | grep -F "$SDD_RT/" || :

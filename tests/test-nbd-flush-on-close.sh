@@ -54,8 +54,20 @@ done
 for how in close remove; do
     write_then "$(srv_unix_uri raw)" hold > "$scratch/hold.out" &
     holder=$!
-    for _ in $(seq 1 600); do grep -q written "$scratch/hold.out" && break; sleep 0.05; done
-    grep -q written "$scratch/hold.out" || fail "$how: writer did not start"
+    # Generous: a loaded machine running the sanitizer build is slow.
+    for _ in $(seq 1 2400); do
+        grep -q written "$scratch/hold.out" && break
+        kill -0 "$holder" 2>/dev/null || break
+        sleep 0.05
+    done
+    if ! grep -q written "$scratch/hold.out"; then
+        alive=no
+        kill -0 "$holder" 2>/dev/null && alive=yes
+        srv_rpc connection.list >&2 || :
+        tail -20 "$SRV_LOG" >&2
+        kill "$holder" 2>/dev/null
+        fail "$how: the writer did not write (still running: $alive)"
+    fi
     id=$(srv_rpc connection.list | "$PYTHON" -c '
 import json, sys
 print([c["id"] for c in json.load(sys.stdin)["connections"] if c.get("export") == "raw"][0])')
