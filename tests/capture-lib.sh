@@ -5,6 +5,8 @@
 #                   is left in $scratch/summary.json
 # summary KEY       a value of that summary
 # must_equal WHAT GOT EXPECTED
+# stat_of EXPORT GROUP KEY   a counter of sendense-nbd's export.stats
+#                   (server-lib.sh sourced before)
 #
 # Sets SENDENSE_CAPTURE (the built tool, unless given).
 
@@ -29,4 +31,10 @@ summary() {
 
 must_equal() {          # WHAT GOT EXPECTED
     [ "$2" = "$3" ] || fail "$1: got $2, expected $3"
+}
+
+stat_of() {             # EXPORT GROUP KEY: a counter of export.stats
+    srv_rpc export.stats "{\"name\":\"$1\"}" | "$PYTHON" -c '
+import json, sys
+print(json.load(sys.stdin)["stats"][sys.argv[1]][sys.argv[2]])' "$2" "$3"
 }

@@ -52,7 +52,7 @@ export SIZE BLOCK NBLOCKS SEED
 stats() {
     srv_rpc export.stats "{\"name\": \"$1\"}" > "$scratch/stats.json"
 }
-stat_of() { jget "r[\"stats\"][\"$1\"][\"$2\"]" < "$scratch/stats.json"; }
+saved_stat() { jget "r[\"stats\"][\"$1\"][\"$2\"]" < "$scratch/stats.json"; }
 
 sidecar_of() {          # VM ID KEY
     jget "r[\"$3\"]" < "$REPO/$1/disk0/$2.json" || fail "no sidecar $1/$2"
@@ -171,7 +171,7 @@ capture --target-is-zero "$src" "$URI"
 must_equal "full: bytes read" "$(summary read)" "$DATA"
 must_equal "full: bytes written" "$(summary written)" "$DATA"
 stats "$EXPORT"
-must_equal "full: export bytes.write" "$(stat_of bytes write)" "$DATA"
+must_equal "full: export bytes.write" "$(saved_stat bytes write)" "$DATA"
 complete_job "$FULL_CID"
 full_img=$REPO/$VM/disk0/$FULL.qcow2
 # Before the disk changes: the full is the original disk.
@@ -259,16 +259,16 @@ must_equal "incremental: bytes written" "$(summary written)" $CHANGED
 must_equal "incremental: bytes zeroed" "$(summary zeroed)" 0
 must_equal "incremental: bytes skipped" "$(summary skipped)" $((SIZE - CHANGED))
 stats "$INCR_EXPORT"
-WIRE=$(stat_of bytes write)
+WIRE=$(saved_stat bytes write)
 REQUESTS=0
 for op in write zero trim flush read block_status cache; do
-    REQUESTS=$((REQUESTS + $(stat_of ops $op)))
+    REQUESTS=$((REQUESTS + $(saved_stat ops $op)))
 done
 WIRE_HEADERS=$((WIRE + REQUESTS * NBD_REQUEST_HEADER))
-echo "   export.stats: bytes.write $WIRE in $(stat_of ops write) writes, $(stat_of ops flush) flushes;" \
+echo "   export.stats: bytes.write $WIRE in $(saved_stat ops write) writes, $(saved_stat ops flush) flushes;" \
     "$REQUESTS requests in all, with their headers $WIRE_HEADERS bytes"
 for op in zero trim read; do
-    must_equal "incremental: export bytes.$op" "$(stat_of bytes $op)" 0
+    must_equal "incremental: export bytes.$op" "$(saved_stat bytes $op)" 0
 done
 sdd_rpc job.status "{\"job\": \"$JOB\"}" > "$scratch/status.json"
 must_equal "incremental: job.status bytes_written" \
@@ -348,10 +348,10 @@ start_job ctx-eff-ctl incremental
 CTL=$ID
 capture "$src" "$URI"
 stats "$EXPORT"
-CTL_WIRE=$(stat_of bytes write)
+CTL_WIRE=$(saved_stat bytes write)
 REQUESTS=0
 for op in write zero trim flush read block_status cache; do
-    REQUESTS=$((REQUESTS + $(stat_of ops $op)))
+    REQUESTS=$((REQUESTS + $(saved_stat ops $op)))
 done
 complete_job "ctl-2"
 ctl_img=$REPO/ctx-eff-ctl/disk0/$CTL.qcow2
@@ -359,7 +359,7 @@ same_content "$src" "$ctl_img"
 CTL_ALLOC=$(sidecar_of ctx-eff-ctl "$CTL" allocated_bytes)
 read -r CTL_META _ <<< "$(metadata_bound "$ctl_img" "$changes")"
 [ -n "$CTL_META" ] || fail "no metadata bound for $ctl_img"
-echo "   control: bytes.write $CTL_WIRE, bytes.zero $(stat_of bytes zero), allocated $CTL_ALLOC"
+echo "   control: bytes.write $CTL_WIRE, bytes.zero $(saved_stat bytes zero), allocated $CTL_ALLOC"
 if efficient "control" "$CTL_WIRE" $((CTL_WIRE + REQUESTS * NBD_REQUEST_HEADER)) \
     "$CTL_ALLOC" "$CTL_META"; then
     fail "the checker accepted an incremental that copied the whole disk"

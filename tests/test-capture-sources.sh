@@ -36,12 +36,6 @@ M=$((1 << 20))
 K=1024
 SIZE=$((64 * M))
 
-stat_of() {             # EXPORT GROUP KEY: a counter of export.stats
-    srv_rpc export.stats "{\"name\":\"$1\"}" | "$PYTHON" -c '
-import json, sys
-print(json.load(sys.stdin)["stats"][sys.argv[1]][sys.argv[2]])' "$2" "$3"
-}
-
 # capture_fails ARGS...: exit 1, one "sendense-capture: ..." line on
 # stderr (left in $scratch/fail.err), no summary.
 capture_fails() {

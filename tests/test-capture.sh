@@ -32,12 +32,6 @@ M=$((1 << 20))
 K=1024
 SIZE=$((64 * M))
 
-stat_of() {             # EXPORT GROUP KEY: a counter of export.stats
-    srv_rpc export.stats "{\"name\":\"$1\"}" | "$PYTHON" -c '
-import json, sys
-print(json.load(sys.stdin)["stats"][sys.argv[1]][sys.argv[2]])' "$2" "$3"
-}
-
 # capture_fails ARGS...: the copy must fail with one "sendense-capture:" line.
 capture_fails() {
     local rc=0
