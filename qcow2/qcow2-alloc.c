@@ -348,17 +348,11 @@ static uint64_t new_bitmap(const struct qcow2_state *s,
     return (alloc & 0xffffffffull) | ((zero & 0xffffffffull) << 32);
 }
 
+/* A cluster written to a new host cluster (compressed, or shared and
+ * copied) drops its reference to the old one. */
 static int release_old(struct sd_img *img, const struct cluster_plan *p)
 {
-    uint64_t off = p->old_entry & QCOW2_L2_OFFSET_MASK;
-
-    if (!p->new_host)
-        return 0;
-    if (p->old_entry & QCOW2_OFLAG_COMPRESSED)
-        return qcow2_free_compressed_later(img, p->old_entry);
-    if (off)    /* shared cluster copied: drop our reference */
-        return qcow2_free_later(img, off, qcow2_state(img)->cluster_size);
-    return 0;
+    return p->new_host ? qcow2_free_entry_later(img, p->old_entry) : 0;
 }
 
 static int update_l2(struct sd_img *img, const struct cluster_plan *plans,
@@ -375,18 +369,21 @@ static int update_l2(struct sd_img *img, const struct cluster_plan *plans,
         return ret;
     }
     uint64_t lo_idx = (plans[0].guest >> s->cluster_bits) & (s->l2_entries - 1);
-    for (unsigned i = 0; i < n && ret == 0; i++) {
+    for (unsigned i = 0; i < n; i++) {
         const struct cluster_plan *p = &plans[i];
         uint64_t entry = p->host | QCOW2_OFLAG_COPIED;
         qcow2_l2_set(s, e->data, lo_idx + i, entry, new_bitmap(s, p));
-        ret = release_old(img, p);
     }
     qcow2_cache_mark_dirty(e, lo_idx * s->l2_entry_bytes,
                            (lo_idx + n) * s->l2_entry_bytes);
     co_mutex_unlock(&s->alloc_lock);
-    if (ret == 0)
-        ret = qcow2_cache_write_through(img, &s->l2_cache, e);
+    ret = qcow2_cache_write_through(img, &s->l2_cache, e);
     qcow2_cache_put(&s->l2_cache, e);
+    /* Old clusters are freed only once no entry in the file points at
+     * them: a flush running while the table was being written must not
+     * count them free (see qcow2_free_later()). */
+    for (unsigned i = 0; i < n && ret == 0; i++)
+        ret = release_old(img, &plans[i]);
     return ret;
 }
 
@@ -481,11 +478,13 @@ int qcow2_co_write(struct sd_img *img, const void *buf, uint64_t off,
 /* -- zero and discard of whole subclusters ---------------------------- */
 
 /* New L2 state of one cluster when [lo, hi) (subcluster-aligned, inside
- * the cluster) becomes zero (or unallocated when unalloc is true). */
+ * the cluster) becomes zero (or unallocated when unalloc is true). An old
+ * entry whose host cluster the change drops goes to *dropped, to be freed
+ * once the table is written. */
 static int zero_one_cluster(struct sd_img *img, uint8_t *table, uint64_t idx,
                             uint64_t lo, uint64_t hi, bool unmap,
-                            bool unalloc, uint64_t *scrub_off,
-                            uint64_t *scrub_len)
+                            bool unalloc, uint64_t *dropped,
+                            uint64_t *scrub_off, uint64_t *scrub_len)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t entry = qcow2_l2_get_entry(s, table, idx);
@@ -493,20 +492,17 @@ static int zero_one_cluster(struct sd_img *img, uint8_t *table, uint64_t idx,
     uint64_t off = entry & QCOW2_L2_OFFSET_MASK;
     bool compressed = entry & QCOW2_OFLAG_COMPRESSED;
     bool whole = lo == 0 && hi == s->cluster_size;
-    int ret = 0;
 
     if (!s->ext_l2) {
         bool keep = !unmap && !unalloc && !compressed && off &&
                     (entry & QCOW2_OFLAG_COPIED);
-        if (!keep && compressed)
-            ret = qcow2_free_compressed_later(img, entry);
-        else if (!keep && off)
-            ret = qcow2_free_later(img, off, s->cluster_size);
+        if (!keep)
+            *dropped = entry;
         uint64_t ne = unalloc ? 0 : QCOW2_OFLAG_ZERO;
         if (keep)
             ne |= off | QCOW2_OFLAG_COPIED;
         qcow2_l2_set(s, table, idx, ne, 0);
-        return ret;
+        return 0;
     }
     if (compressed && !whole)
         return -EAGAIN;                 /* caller rewrites it as data */
@@ -517,12 +513,9 @@ static int zero_one_cluster(struct sd_img *img, uint8_t *table, uint64_t idx,
     uint64_t zero = compressed ? 0 : (bitmap >> 32) & ~mask;
     if (!unalloc)
         zero |= mask;
-    if (compressed) {
-        ret = qcow2_free_compressed_later(img, entry);
-        off = 0;
-        entry = 0;
-    } else if (!alloc && off && (unmap || unalloc || !(entry & QCOW2_OFLAG_COPIED))) {
-        ret = qcow2_free_later(img, off, s->cluster_size);
+    if (compressed ||
+        (!alloc && off && (unmap || unalloc || !(entry & QCOW2_OFLAG_COPIED)))) {
+        *dropped = entry;
         off = 0;
         entry = 0;
     } else if (off && unalloc && (bitmap & mask)) {
@@ -533,6 +526,68 @@ static int zero_one_cluster(struct sd_img *img, uint8_t *table, uint64_t idx,
         *scrub_len = hi - lo;
     }
     qcow2_l2_set(s, table, idx, entry, alloc | (zero << 32));
+    return 0;
+}
+
+/* Zero [off, off+n), which lies within one L2 table. */
+static int zero_in_table(struct sd_img *img, uint64_t off, uint64_t n,
+                         bool unmap, bool unalloc)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t cstart = off & ~(s->cluster_size - 1);
+    uint64_t cend = (off + n + s->cluster_size - 1) & ~(s->cluster_size - 1);
+    uint64_t i0 = (cstart >> s->cluster_bits) & (s->l2_entries - 1);
+    uint64_t nclusters = (cend - cstart) >> s->cluster_bits;
+    uint64_t small[ALLOC_STACK_PLANS] = { 0 };
+    uint64_t *dropped = nclusters <= ALLOC_STACK_PLANS
+                        ? small : calloc(nclusters, sizeof(*dropped));
+    struct qcow2_inflight me;
+    struct qcow2_cache_entry *e;
+    bool scrubbed = false;
+    int ret, wret = -EIO;
+
+    if (!dropped)
+        return -ENOMEM;
+    inflight_begin(s, &me, cstart, cend);
+    co_mutex_lock(&s->alloc_lock);
+    ret = qcow2_get_l2(img, off, true, &e);
+    for (uint64_t k = 0; ret == 0 && k < nclusters; k++) {
+        uint64_t g = cstart + (k << s->cluster_bits);
+        uint64_t lo = off > g ? off - g : 0;
+        uint64_t hi = off + n < g + s->cluster_size ? off + n - g
+                                                    : s->cluster_size;
+        uint64_t so = 0, sl = 0;
+        ret = zero_one_cluster(img, e->data, i0 + k, lo, hi, unmap,
+                               unalloc, &dropped[k], &so, &sl);
+        if (ret == 0 && sl) {
+            ret = blk_zero_range(img->file, so, sl, true);
+            scrubbed = true;
+        }
+    }
+    if (ret == 0 && scrubbed)
+        ret = blk_flush(img->file);
+    if (e)
+        qcow2_cache_mark_dirty(e, i0 * s->l2_entry_bytes,
+                               (i0 + nclusters) * s->l2_entry_bytes);
+    co_mutex_unlock(&s->alloc_lock);
+    if (e) {
+        wret = qcow2_cache_write_through(img, &s->l2_cache, e);
+        if (ret == 0)
+            ret = wret;
+        qcow2_cache_put(&s->l2_cache, e);
+    }
+    /* The table is in the file: what it no longer points at can be freed
+     * at the next flush. If it could not be written the clusters stay
+     * referenced (a leak at worst, never a cluster freed under a live
+     * entry). */
+    for (uint64_t k = 0; wret == 0 && k < nclusters; k++) {
+        int r = qcow2_free_entry_later(img, dropped[k]);
+        if (r < 0 && (ret == 0 || ret == -EAGAIN))
+            ret = r;
+    }
+    inflight_end(s, &me);
+    if (dropped != small)
+        free(dropped);
     return ret;
 }
 
@@ -545,52 +600,15 @@ int qcow2_co_zero_subclusters(struct sd_img *img, uint64_t off, uint64_t len,
     while (len) {
         uint64_t table_end = (off | (table_span - 1)) + 1;
         uint64_t n = len < table_end - off ? len : table_end - off;
-        uint64_t cstart = off & ~(s->cluster_size - 1);
-        uint64_t cend = (off + n + s->cluster_size - 1) & ~(s->cluster_size - 1);
-        struct qcow2_inflight me;
-        struct qcow2_cache_entry *e;
-        bool scrubbed = false;
-        int ret;
-
         uint64_t l1_idx = off >> (s->cluster_bits + s->l2_bits);
-        if (l1_idx < s->l1_size && !s->l1[l1_idx] && (unalloc || !img->backing)) {
-            off += n;          /* no table: already reads as zeros */
-            len -= n;
-            continue;
+
+        if (l1_idx >= s->l1_size || s->l1[l1_idx] ||
+            (!unalloc && img->backing)) {
+            int ret = zero_in_table(img, off, n, unmap, unalloc);
+            if (ret < 0)
+                return ret;
         }
-        inflight_begin(s, &me, cstart, cend);
-        co_mutex_lock(&s->alloc_lock);
-        ret = qcow2_get_l2(img, off, true, &e);
-        uint64_t i0 = (cstart >> s->cluster_bits) & (s->l2_entries - 1);
-        uint64_t nclusters = (cend - cstart) >> s->cluster_bits;
-        for (uint64_t k = 0; ret == 0 && k < nclusters; k++) {
-            uint64_t g = cstart + (k << s->cluster_bits);
-            uint64_t lo = off > g ? off - g : 0;
-            uint64_t hi = off + n < g + s->cluster_size ? off + n - g
-                                                        : s->cluster_size;
-            uint64_t so = 0, sl = 0;
-            ret = zero_one_cluster(img, e->data, i0 + k, lo, hi, unmap,
-                                   unalloc, &so, &sl);
-            if (ret == 0 && sl) {
-                ret = blk_zero_range(img->file, so, sl, true);
-                scrubbed = true;
-            }
-        }
-        if (ret == 0 && scrubbed)
-            ret = blk_flush(img->file);
-        if (e)
-            qcow2_cache_mark_dirty(e, i0 * s->l2_entry_bytes,
-                                   (i0 + nclusters) * s->l2_entry_bytes);
-        co_mutex_unlock(&s->alloc_lock);
-        if (e) {
-            int wret = qcow2_cache_write_through(img, &s->l2_cache, e);
-            if (ret == 0)
-                ret = wret;
-            qcow2_cache_put(&s->l2_cache, e);
-        }
-        inflight_end(s, &me);
-        if (ret < 0)
-            return ret;
+        /* else no table: the range already reads as zeros */
         off += n;
         len -= n;
     }

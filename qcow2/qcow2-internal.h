@@ -160,10 +160,15 @@ int qcow2_get_refcount(struct sd_img *img, uint64_t host_off, uint64_t *rc);
  * durably 1. Caller holds alloc_lock. *got >= 1 on success. */
 int qcow2_alloc_clusters(struct sd_img *img, uint64_t nclusters,
                          uint64_t *host_off, uint64_t *got);
-/* Drop one reference to each cluster of a host range at the next flush. */
+/* Drop one reference to each cluster of a host range at the next flush.
+ * Call it only once the change that dropped the range is in the file
+ * (written, not just made in the cache): the next flush syncs and then
+ * frees, and must not free what an entry still on disk points to. */
 int qcow2_free_later(struct sd_img *img, uint64_t host_off, uint64_t bytes);
-/* Compressed clusters reference every cluster their bytes touch. */
-int qcow2_free_compressed_later(struct sd_img *img, uint64_t l2_entry);
+/* The same for what an old L2 entry held: a normal cluster, or every
+ * cluster a compressed one's bytes touch. An entry with no host cluster
+ * is ignored. */
+int qcow2_free_entry_later(struct sd_img *img, uint64_t l2_entry);
 /* After a successful sync: drop the references of frees recorded before
  * it. Consumes the ranges (they are advanced as they are applied). */
 int qcow2_apply_frees(struct sd_img *img, struct qcow2_free_range *r,

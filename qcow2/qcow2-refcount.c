@@ -13,8 +13,10 @@
  * A crash leaves the unused rest of a batch as leaked clusters, which
  * `check -r leaks` reclaims; a clean close gives it back.
  *
- * Freed clusters are not decremented at once: they wait in pending_free
- * until the next flush has made the L2 change that dropped them durable,
+ * Freed clusters are not decremented at once: they enter pending_free
+ * once the L2 change that dropped them is written (not merely made in
+ * the cache: a flush already under way would not cover it) and wait
+ * there until the next flush has made that change durable,
  * so a cluster is never reused (or counted free) while an old L2 entry on
  * disk may still point to it. Freed data clusters are punched out of the
  * file so that they cost no host space.
@@ -457,11 +459,15 @@ int qcow2_free_later(struct sd_img *img, uint64_t host_off, uint64_t bytes)
                      &s->cap_pending_free, host_off, bytes);
 }
 
-int qcow2_free_compressed_later(struct sd_img *img, uint64_t l2_entry)
+int qcow2_free_entry_later(struct sd_img *img, uint64_t l2_entry)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t off, len;
 
+    if (!(l2_entry & QCOW2_OFLAG_COMPRESSED)) {
+        off = l2_entry & QCOW2_L2_OFFSET_MASK;
+        return off ? qcow2_free_later(img, off, s->cluster_size) : 0;
+    }
     qcow2_compressed_loc(l2_entry, s->cluster_bits, &off, &len);
     uint64_t first = off & ~(s->cluster_size - 1);
     uint64_t last = (off + len - 1) & ~(s->cluster_size - 1);

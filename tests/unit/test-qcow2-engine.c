@@ -4,7 +4,8 @@
  * and discards leave behind on v2, v3 and extended-L2 images, fast-zero
  * refusal, copy-on-write from the backing chain, concurrent writes into
  * one cluster, corruption marking, the file-growth and reservation rules,
- * and block status depths. Images are made with qemu-img; qemu-img check
+ * block status depths, and frees that wait for the flush after their L2
+ * write. Images are made with qemu-img; qemu-img check
  * and qemu-io are the oracles where the file itself is the answer.
  */
 #include "config.h"
@@ -13,6 +14,7 @@
 #include "common/ring.h"
 
 #include <criterion/criterion.h>
+#include <endian.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -409,4 +411,177 @@ Test(engine, writable_open_marks_auto_bitmaps_in_use)
     sh("qemu-img info --output=json '%s' | grep -q '\"in-use\"'",
        path("b.qcow2"));
     assert_clean("b.qcow2");
+}
+
+/* -- frees and flushes: the power-loss order ---------------------------
+ *
+ * A cluster an L2 change drops may be counted free (its refcount lowered
+ * in the file) only after a flush that started once that L2 change was
+ * written. Otherwise a power cut can keep the lower refcount and lose the
+ * L2 change: an entry pointing at a cluster with refcount 0. These tests
+ * read the library's write log (records in the order writes completed and
+ * flushes were submitted) while a flush runs beside the change. */
+
+struct wlog_rec {
+    uint32_t type;
+    uint64_t offset, len;
+};
+
+static const char *log_path(void)
+{
+    return path("write.log");
+}
+
+/* The records of the write log from byte `from` on. */
+static size_t read_log(size_t from, struct wlog_rec *out, size_t cap)
+{
+    FILE *f = fopen(log_path(), "rb");
+    size_t n = 0;
+    uint8_t h[24];
+
+    cr_assert_not_null(f);
+    cr_assert_eq(fseek(f, (long)from, SEEK_SET), 0);
+    while (n < cap && fread(h, sizeof(h), 1, f) == 1) {
+        uint32_t type, magic;
+        uint64_t off, len;
+        memcpy(&magic, h, 4);
+        memcpy(&type, h + 4, 4);
+        memcpy(&off, h + 8, 8);
+        memcpy(&len, h + 16, 8);
+        cr_assert_eq(le32toh(magic), 0x4c574453u, "bad record magic");
+        out[n++] = (struct wlog_rec){ le32toh(type), le64toh(off),
+                                      le64toh(len) };
+        if (le32toh(type) == 1)        /* WRITE: data follows */
+            cr_assert_eq(fseek(f, (long)le64toh(len), SEEK_CUR), 0);
+    }
+    fclose(f);
+    return n;
+}
+
+static size_t log_size(void)
+{
+    struct stat st;
+
+    return stat(log_path(), &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+static uint64_t be64_at(const char *name, uint64_t off)
+{
+    FILE *f = fopen(path(name), "rb");
+    uint64_t v = 0;
+
+    cr_assert_not_null(f);
+    cr_assert_eq(fseek(f, (long)off, SEEK_SET), 0);
+    cr_assert_eq(fread(&v, 8, 1, f), 1);
+    fclose(f);
+    return be64toh(v);
+}
+
+static bool within(const struct wlog_rec *r, uint64_t start, uint64_t bytes)
+{
+    return r->type == 1 && r->offset >= start && r->offset < start + bytes;
+}
+
+/* After byte `from` of the log: the first write into the L2 table (the
+ * drop) is followed by a flush before the first write into the refcount
+ * block (the free), and that free happens at all. */
+static void assert_free_after_flush(const char *name, size_t from)
+{
+    enum { CLUSTER = 65536, MAX_RECS = 256 };
+    uint64_t l1 = be64_at(name, 40), reftable = be64_at(name, 48);
+    uint64_t l2 = be64_at(name, l1) & 0x00fffffffffffe00ull;
+    uint64_t rb = be64_at(name, reftable);
+    struct wlog_rec recs[MAX_RECS];
+    size_t n = read_log(from, recs, MAX_RECS), i = 0;
+
+    while (i < n && !within(&recs[i], l2, CLUSTER))
+        i++;
+    cr_assert_lt(i, n, "no write of the L2 table at 0x%llx in the log",
+                 (unsigned long long)l2);
+    size_t drop = i;
+    bool flushed = false;
+    while (i < n && !within(&recs[i], rb, CLUSTER)) {
+        flushed |= recs[i].type == 2;
+        i++;
+    }
+    cr_assert_lt(i, n, "the dropped cluster was never freed");
+    cr_assert(flushed, "record %zu lowers a refcount with no flush since the "
+              "L2 write (record %zu) that dropped the cluster", i, drop);
+}
+
+static void open_logged(const char *name, struct sd_img **img)
+{
+    cr_assert_eq(setenv("SENDENSE_WRITE_LOG", log_path(), 1), 0);
+    *img = open_rw(name);
+    cr_assert_eq(unsetenv("SENDENSE_WRITE_LOG"), 0);
+}
+
+Test(engine, discard_frees_only_after_its_l2_write_is_flushed)
+{
+    struct pending p = { 0, 0 };
+    struct sd_img *img;
+
+    sh("qemu-img create -q -f qcow2 -o compat=0.10 '%s' 4M", path("d.qcow2"));
+    open_logged("d.qcow2", &img);
+    write_pattern(img, 0, 65536, 0x42);
+    cr_assert_eq(sd_img_flush(img), 0);
+    size_t mark = log_size();
+    /* v2 frees a discarded cluster. The discard's L2 write is in flight
+     * when the flush starts: this flush must not free the cluster. */
+    struct sd_img_req discard = { .type = SD_REQ_DISCARD, .offset = 0,
+                                  .length = 65536, .cb = count_done,
+                                  .opaque = &p };
+    struct sd_img_req flush = { .type = SD_REQ_FLUSH, .cb = count_done,
+                                .opaque = &p };
+    cr_assert_eq(sd_img_submit(img, &discard), 0);
+    cr_assert_eq(sd_img_submit(img, &flush), 0);
+    while (p.done < 2)
+        cr_assert_geq(sd_ring_run_once(&ring, true), 0);
+    cr_assert_eq(p.failed, 0);
+    cr_assert_eq(sd_img_flush(img), 0);
+    cr_assert_eq(sd_img_close(img), 0);
+    assert_free_after_flush("d.qcow2", mark);
+    assert_clean("d.qcow2");      /* freed, not leaked */
+}
+
+Test(engine, compressed_overwrite_frees_only_after_its_l2_write_is_flushed)
+{
+    struct pending p = { 0, 0 };
+    struct sd_img *img;
+    uint8_t buf[4096];
+
+    sh("qemu-img create -q -f raw '%s' 4M", path("c.raw"));
+    sh("qemu-io -f raw -c 'write -P 0x33 0 4k' '%s' >/dev/null",
+       path("c.raw"));
+    sh("qemu-img convert -c -O qcow2 -o compat=0.10 '%s' '%s'", path("c.raw"),
+       path("c.qcow2"));
+    open_logged("c.qcow2", &img);
+    size_t mark = log_size();
+    /* A write into the compressed cluster copies it to a new one and
+     * drops the compressed one. Step the ring until the data is written:
+     * the L2 update is then in flight, and a flush starts beside it. (The
+     * rest of the cluster is zeros, so no barrier comes between.) */
+    memset(buf, 0x44, sizeof(buf));
+    struct sd_img_req write = { .type = SD_REQ_WRITE, .offset = 0,
+                                .length = sizeof(buf), .buf = buf,
+                                .cb = count_done, .opaque = &p };
+    struct sd_img_req flush = { .type = SD_REQ_FLUSH, .cb = count_done,
+                                .opaque = &p };
+    struct wlog_rec recs[64];
+    cr_assert_eq(sd_img_submit(img, &write), 0);
+    for (;;) {
+        size_t n = read_log(mark, recs, 64);
+        if (n && recs[n - 1].type == 1 && recs[n - 1].len == 65536)
+            break;
+        cr_assert_eq(p.done, 0, "the write ended before its data was logged");
+        cr_assert_geq(sd_ring_run_once(&ring, true), 0);
+    }
+    cr_assert_eq(sd_img_submit(img, &flush), 0);
+    while (p.done < 2)
+        cr_assert_geq(sd_ring_run_once(&ring, true), 0);
+    cr_assert_eq(p.failed, 0);
+    cr_assert_eq(sd_img_flush(img), 0);
+    cr_assert_eq(sd_img_close(img), 0);
+    assert_free_after_flush("c.qcow2", mark);
+    assert_clean("c.qcow2");
 }
