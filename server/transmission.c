@@ -60,6 +60,21 @@ struct nbd_req {
 };
 
 
+/* Payload and read buffers come from the pool of the connection's
+ * worker, and go back to it there: the reader gets them, and replies are
+ * finished and freed on that thread (a read served by another worker's
+ * image gets its buffer before it is handed over). */
+static void *req_buf_get(struct conn *c, size_t len)
+{
+    return buf_pool_get(&c->worker->bufs, len);
+}
+
+static void req_buf_release(struct nbd_req *q)
+{
+    buf_pool_put(&q->c->worker->bufs, q->buf, q->r.length);
+    q->buf = NULL;
+}
+
 static uint32_t nbd_errno_of(int err)
 {
     switch (-err) {
@@ -237,8 +252,6 @@ static int serve_read(struct nbd_req *q, const char **msg)
     unsigned n = 0;
     int ret;
 
-    if (posix_memalign(&q->buf, BUF_ALIGN, q->r.length))
-        return -ENOMEM;
     if (chunked) {
         spans = malloc(2 * READ_HOLES_MAX * sizeof(*spans));
         if (!spans)
@@ -472,10 +485,8 @@ static void finish_request(struct nbd_req *q)
     int ret = q->ret;
     const char *msg = q->msg;
 
-    if (q->r.type == NBD_CMD_WRITE) {     /* the payload is done with */
-        free(q->buf);
-        q->buf = NULL;
-    }
+    if (q->r.type == NBD_CMD_WRITE)       /* the payload is done with */
+        req_buf_release(q);
     if (ret < 0) {
         if (!msg)
             msg = strerror(-ret);
@@ -565,7 +576,7 @@ static void free_req(struct nbd_req *q)
     co_queue_wake_all(&c->budget_wait);
     if (c->inflight_reqs == 0)
         co_queue_wake_all(&c->idle_wait);
-    free(q->buf);
+    req_buf_release(q);
     free(q->meta);
     if (q->iov != q->iov_inline)
         free(q->iov);
@@ -737,7 +748,8 @@ static struct nbd_req *read_request(struct conn *c,
             return NULL;
         }
     } else if (nbd_request_has_payload(&q->r)) {
-        if (posix_memalign(&q->buf, BUF_ALIGN, q->r.length ? q->r.length : 1)) {
+        q->buf = req_buf_get(c, q->r.length);
+        if (!q->buf) {
             sd_log_error("%s: out of memory; closing", c->label);
             free(q);
             return NULL;
@@ -746,7 +758,7 @@ static struct nbd_req *read_request(struct conn *c,
         if (ret < 0) {
             sd_log_info("%s: reading write payload: %s", c->label,
                         strerror(-ret));
-            free(q->buf);
+            req_buf_release(q);
             free(q);
             return NULL;
         }
@@ -774,9 +786,14 @@ static void start_request(struct conn *c, struct nbd_req *q,
     account(c, q);
     if (verdict == REQUEST_REPLY_ERROR) {
         atomic_fetch_add(&c->def->stats->errors, 1);
-        free(q->buf);
-        q->buf = NULL;
+        req_buf_release(q);
         if (reply_error(q, q->error, "request refused") < 0)
+            conn_request_close(c, false);
+        queue_reply(q);
+        return;
+    }
+    if (q->r.type == NBD_CMD_READ && !(q->buf = req_buf_get(c, q->r.length))) {
+        if (reply_error(q, NBD_ENOMEM, "out of memory") < 0)
             conn_request_close(c, false);
         queue_reply(q);
         return;

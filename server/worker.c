@@ -83,6 +83,7 @@ int worker_init(struct worker *w, int index, unsigned ring_entries)
         close(w->event_fd);
         return ret;
     }
+    buf_pool_init(&w->bufs, WORKER_BUF_POOL_CAP);
     return 0;
 }
 
@@ -145,6 +146,7 @@ void worker_destroy(struct worker *w)
         m = next;
     }
     sd_ring_exit(&w->ring);
+    buf_pool_destroy(&w->bufs);
     pthread_mutex_destroy(&w->lock);
     close(w->event_fd);
 }

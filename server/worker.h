@@ -14,6 +14,7 @@
 
 #include "common/coroutine.h"
 #include "common/ring.h"
+#include "server/buf-pool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -54,7 +55,14 @@ struct worker {
     uint64_t budget_max;
     uint64_t budget_used;
     struct co_queue budget_waiters;
+
+    /* Request buffers of the connections this loop serves (their payload
+     * and read buffers are got and given back on this thread). */
+    struct buf_pool bufs;
 };
+
+/* Free request buffers a worker keeps mapped for reuse. */
+#define WORKER_BUF_POOL_CAP ((uint64_t)32 << 20)
 
 int worker_init(struct worker *w, int index, unsigned ring_entries);
 /* Run the loop on a new thread (data workers). */
