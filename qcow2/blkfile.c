@@ -52,6 +52,19 @@ static bool use_ring(const struct blkfile *f)
     return f->ring && co_in_coroutine();
 }
 
+static bool use_ring_for_data(const struct blkfile *f)
+{
+    return use_ring(f) && !f->in_memory;
+}
+
+static bool memory_fs(int fd)
+{
+    struct statfs sfs;
+
+    return fstatfs(fd, &sfs) == 0 &&
+           (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC);
+}
+
 /* Prepare an SQE on f's ring bound to op; -EAGAIN-free by construction. */
 static struct io_uring_sqe *blk_sqe(struct blkfile *f, struct blk_op *op)
 {
@@ -130,9 +143,9 @@ static bool dio_refused(struct blkfile *f, int fd, ssize_t n)
 }
 
 static ssize_t blk_read_once(struct blkfile *f, int fd, void *buf,
-                             size_t len, uint64_t off)
+                             size_t len, uint64_t off, bool data)
 {
-    if (use_ring(f)) {
+    if (data ? use_ring_for_data(f) : use_ring(f)) {
         struct blk_op op;
         struct io_uring_sqe *sqe = blk_sqe(f, &op);
         if (!sqe)
@@ -147,9 +160,9 @@ static ssize_t blk_read_once(struct blkfile *f, int fd, void *buf,
 }
 
 static ssize_t blk_write_once(struct blkfile *f, int fd, const void *buf,
-                              size_t len, uint64_t off)
+                              size_t len, uint64_t off, bool data)
 {
-    if (use_ring(f)) {
+    if (data ? use_ring_for_data(f) : use_ring(f)) {
         struct blk_op op;
         struct io_uring_sqe *sqe = blk_sqe(f, &op);
         if (!sqe)
@@ -169,7 +182,7 @@ static int read_loop(struct blkfile *f, void *buf, size_t len, uint64_t off,
     while (len) {
         size_t chunk = len > (1u << 30) ? (1u << 30) : len;
         int fd = data ? data_fd(f, p, chunk, off) : f->fd;
-        ssize_t n = blk_read_once(f, fd, p, chunk, off);
+        ssize_t n = blk_read_once(f, fd, p, chunk, off, data);
         if (n == -EINTR || n == -EAGAIN || dio_refused(f, fd, n))
             continue;
         if (n < 0)
@@ -219,7 +232,7 @@ static int write_loop(struct blkfile *f, const void *buf, size_t len,
     while (len) {
         size_t chunk = len > (1u << 30) ? (1u << 30) : len;
         int fd = data ? data_fd(f, p, chunk, off) : f->fd;
-        ssize_t n = blk_write_once(f, fd, p, chunk, off);
+        ssize_t n = blk_write_once(f, fd, p, chunk, off, data);
         if (n == -EINTR || n == -EAGAIN || dio_refused(f, fd, n))
             continue;
         if (n < 0)
@@ -442,6 +455,7 @@ int blk_open(struct blkfile **out, const char *path, unsigned flags,
     if ((flags & BLK_DIRECT_DATA) && !f->direct)
         f->dfd = BLK_DFD_UNOPENED;
     f->is_blockdev = S_ISBLK(st.st_mode);
+    f->in_memory = !f->is_blockdev && memory_fs(f->fd);
     f->dev = st.st_dev;
     f->ino = st.st_ino;
     if (f->writable)

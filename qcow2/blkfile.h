@@ -34,6 +34,7 @@ struct blkfile {
                                 * -1 if none, BLK_DFD_UNOPENED until the
                                 * first data request */
     bool is_blockdev;
+    bool in_memory;            /* on tmpfs/ramfs: data I/O is a memcpy */
     dev_t dev;
     ino_t ino;
     struct sd_ring *ring;      /* ring used inside coroutines; may be NULL */

@@ -73,6 +73,11 @@ struct conn {
     bool wrote;                       /* flush on the way out */
     bool counted_on_image;            /* in def->image->n_conns */
     atomic_uint_fast64_t requests;    /* for connection.list */
+
+    /* Received but not yet parsed (conn-recv.c; owner worker only). */
+    uint8_t *rbuf;                    /* from the worker's pool, or NULL */
+    uint32_t rbuf_start, rbuf_end;
+    bool rbuf_header_next;            /* last payload was large */
 };
 
 /* Control loop: a new accepted socket; runs it on a worker. */
@@ -86,6 +91,18 @@ int conn_read(struct conn *c, void *buf, size_t len,
 int conn_write(struct conn *c, const void *buf, size_t len,
                const struct timespec *deadline);
 int conn_writev(struct conn *c, struct iovec *iov, int iovcnt);
+/* Transmission-phase receive through the staging buffer (conn-recv.c):
+ * exactly len bytes, 0 or a negative errno. Every read of the request
+ * stream after the handshake must go through it. */
+int conn_recv(struct conn *c, void *buf, size_t len);
+/* Nothing is staged (the next byte must come from the socket). */
+bool conn_recv_idle(const struct conn *c);
+/* Give the staging buffer back to the pool: if nothing is staged, or
+ * dropping what is (the connection ends). */
+void conn_recv_release(struct conn *c, bool drop_staged);
+/* The payload length of the request just parsed (0: none): after a large
+ * one the next staging receive takes a header only. */
+void conn_recv_note_payload(struct conn *c, uint32_t len);
 /* TLS handshake after STARTTLS. */
 int conn_start_tls(struct conn *c, const struct timespec *deadline);
 

@@ -696,7 +696,7 @@ static int discard_payload(struct conn *c, uint32_t len)
 
     while (len) {
         uint32_t n = len < sizeof(buf) ? len : (uint32_t)sizeof(buf);
-        int ret = conn_read(c, buf, n, NULL);
+        int ret = conn_recv(c, buf, n);
         if (ret < 0)
             return ret;
         len -= n;
@@ -711,8 +711,16 @@ static struct nbd_req *read_request(struct conn *c,
 {
     uint8_t hdr[NBD_REQUEST_SIZE];
     struct nbd_req *q;
-    int ret = conn_read(c, hdr, sizeof(hdr), NULL);
+    int ret;
 
+    /* An idle connection waits for its next request without holding a
+     * staging buffer. */
+    if (c->inflight_reqs == 0 && conn_recv_idle(c)) {
+        conn_recv_release(c, false);
+        ret = conn_read(c, hdr, sizeof(hdr), NULL);
+    } else {
+        ret = conn_recv(c, hdr, sizeof(hdr));
+    }
     if (ret < 0) {
         if (ret != -ECONNRESET && !atomic_load(&c->closing))
             sd_log_info("%s: reading: %s", c->label, strerror(-ret));
@@ -730,6 +738,8 @@ static struct nbd_req *read_request(struct conn *c,
         return NULL;
     }
     atomic_fetch_add(&c->requests, 1);
+    conn_recv_note_payload(c, nbd_request_has_payload(&q->r) ? q->r.length
+                                                             : 0);
     *verdict = nbd_request_check(&q->r, lim, &q->error);
     if (*verdict == REQUEST_CLOSE || *verdict == REQUEST_DISCONNECT) {
         if (*verdict == REQUEST_CLOSE)
@@ -754,7 +764,7 @@ static struct nbd_req *read_request(struct conn *c,
             free(q);
             return NULL;
         }
-        ret = conn_read(c, q->buf, q->r.length, NULL);
+        ret = conn_recv(c, q->buf, q->r.length);
         if (ret < 0) {
             sd_log_info("%s: reading write payload: %s", c->label,
                         strerror(-ret));
@@ -890,6 +900,7 @@ static void finish_transmission(struct conn *c)
     co_queue_wake_all(&c->send_wait);
     while (!c->sender_done)
         co_queue_wait(&c->idle_wait);
+    conn_recv_release(c, true);
     conn_finish(c);
 }
 

@@ -16,6 +16,7 @@ import json
 import os
 import struct
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 raw = importlib.import_module("proto-raw")
@@ -447,6 +448,64 @@ def check_errors():
         still_serving(c, what + " on a read-only export")
 
 
+def check_pipelined():
+    """Requests sent back to back in one burst, and a burst sent a few
+    bytes at a time: the server takes several from one receive, and
+    headers and payloads that straddle receives, small payloads and large
+    ones (received past the staging buffer), and a refused write whose
+    payload it must skip in step."""
+    rw, size = ENV["rw"]["name"], ENV["rw"]["size"]
+    base = 20 * M
+    for burst, piece in ((1, None), (2, 7)):
+        c = opened(rw, structured=True)
+        expect, blob, off = {}, [], base + (burst - 1) * 2 * M
+        for i in range(120):
+            n = (1, 512, 4096, 3000, 65536, 200000)[i % 6]
+            data = raw.pattern(100 * burst + i, off, n)
+            cookie = c.next_cookie
+            blob.append(struct.pack(">IHHQQI", raw.REQUEST_MAGIC, 0,
+                                    raw.CMD_WRITE, cookie, off, n) + data)
+            c.next_cookie += 1
+            c.pending[cookie] = (raw.CMD_WRITE, n)
+            expect[cookie] = 0
+            if i == 60:   # past the end: refused, its payload skipped
+                cookie = c.next_cookie
+                blob.append(struct.pack(">IHHQQI", raw.REQUEST_MAGIC, 0,
+                                        raw.CMD_WRITE, cookie, size, 4096) +
+                            bytes(4096))
+                c.next_cookie += 1
+                c.pending[cookie] = (raw.CMD_WRITE, 4096)
+                expect[cookie] = None
+            off += n
+        data = b"".join(blob)
+        if piece is None:
+            c.send(data)
+        else:
+            for i in range(0, len(data), 4096):
+                chunk = data[i:i + 4096]
+                # The first pieces of each 4 KiB go a few bytes at a time.
+                for j in range(0, 64, piece):
+                    c.send(chunk[j:min(j + piece, 64)])
+                    if j == 0 and i % 65536 == 0:
+                        time.sleep(0.001)
+                c.send(chunk[64:])
+        for _ in expect:
+            r = c.read_reply()
+            if expect[r.cookie] is None:
+                check(r.error != 0, "write past the end was not refused")
+            else:
+                check(r.error == 0, "pipelined WRITE %d failed: %d"
+                      % (r.cookie, r.error))
+        r, got = c.read(base + (burst - 1) * 2 * M, off - base -
+                        (burst - 1) * 2 * M)
+        want = b"".join(b[28:] for b in blob if struct.unpack(
+            ">Q", b[16:24])[0] != size)
+        check(r.error == 0 and got == want,
+              "burst %d: what was written does not read back" % burst)
+        still_serving(c, "a pipelined burst")
+        c.close()
+
+
 CHECKS = {
     "greeting": check_greeting,
     "info-go": check_info_go,
@@ -461,6 +520,7 @@ CHECKS = {
     "block-status": check_block_status,
     "disc": check_disc,
     "errors": check_errors,
+    "pipelined": check_pipelined,
 }
 
 
