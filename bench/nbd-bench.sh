@@ -935,7 +935,11 @@ describe_machine() {
             m=$(lsblk -ndo MODEL "$dev" 2>/dev/null | xargs || :); r=$(lsblk -ndo ROTA "$dev" 2>/dev/null | xargs || :)
             [ -n "$r" ] && echo ", model '${m:-none given}', rotational $r"))"
     done
-    echo "# sendense-nbd: $SD_NBD ($(git -C "$SRC_DIR" log -1 --format='%h %s' 2>/dev/null | cut -c 1-70 || echo unknown))"
+    # The commit of the tree the server was built from (an out-of-tree
+    # build's Makefile names it), not of the checkout this script is in.
+    local built_from
+    built_from=$(sed -n 's/^abs_top_srcdir = //p' "$BUILD/Makefile" 2>/dev/null || :)
+    echo "# sendense-nbd: $SD_NBD ($(git -C "${built_from:-$SRC_DIR}" log -1 --format='%h %s' 2>/dev/null | cut -c 1-70 || echo unknown))"
     command -v qemu-nbd >/dev/null && echo "# qemu-nbd: $(qemu-nbd --version | head -n 1)"
     command -v nbdkit >/dev/null && echo "# nbdkit: $(nbdkit --version | head -n 1)"
     command -v nbd-server >/dev/null && echo "# nbd-server: $(nbd-server -V 2>&1 | sed -n 's/.*version //p' | head -n 1)"
