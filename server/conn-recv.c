@@ -22,7 +22,6 @@
 
 #include "common/co-io.h"
 #include "server/conn.h"
-#include "server/nbd-proto.h"
 #include "server/worker.h"
 
 #include <errno.h>
