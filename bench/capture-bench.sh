@@ -407,7 +407,11 @@ describe_machine() {
     echo "# load average before: $LOAD_BEFORE; after: $(cut -d ' ' -f 1-3 /proc/loadavg)"
     dev=$(df --output=source "$DISK_DIR" | tail -n 1)
     echo "# targets: $DISK_DIR on $dev ($(df --output=fstype "$DISK_DIR" | tail -n 1 | tr -d ' ')); page cache dropped before each run: $([ "$CAN_DROP" = 1 ] && echo yes || echo no)"
-    echo "# sendense: $(git -C "$SRC_DIR" log -1 --format='%h %s' 2>/dev/null | cut -c 1-70 || echo unknown)"
+    # The commit the measured build came from (its Makefile names the
+    # tree), not the checkout this script runs from.
+    local built_from
+    built_from=$(sed -n 's/^abs_top_srcdir = //p' "$BUILD/Makefile" 2>/dev/null || :)
+    echo "# sendense: $(git -C "${built_from:-$SRC_DIR}" log -1 --format='%h %s' 2>/dev/null | cut -c 1-70 || echo unknown)"
     echo "# qemu-nbd: $(qemu-nbd --version | head -n 1), --cache=$QEMU_CACHE --aio=io_uring"
     echo "# sendense-capture: its defaults${CAPTURE_OPTS:+ and $CAPTURE_OPTS}; nbdcopy full: --flush --target-is-zero"
     echo "# nbdcopy incremental: --request-size=$INCR_REQUEST_SIZE -S 0 --target-is-zero from nbdkit's extentlist view of the changed disk"
