@@ -543,8 +543,8 @@ static int zero_in_table(struct sd_img *img, uint64_t off, uint64_t n,
                         ? small : calloc(nclusters, sizeof(*dropped));
     struct qcow2_inflight me;
     struct qcow2_cache_entry *e;
-    bool scrubbed = false;
-    int ret, wret = -EIO;
+    bool scrubbed = false, table_written = false;
+    int ret;
 
     if (!dropped)
         return -ENOMEM;
@@ -571,7 +571,8 @@ static int zero_in_table(struct sd_img *img, uint64_t off, uint64_t n,
                                (i0 + nclusters) * s->l2_entry_bytes);
     co_mutex_unlock(&s->alloc_lock);
     if (e) {
-        wret = qcow2_cache_write_through(img, &s->l2_cache, e);
+        int wret = qcow2_cache_write_through(img, &s->l2_cache, e);
+        table_written = wret == 0;
         if (ret == 0)
             ret = wret;
         qcow2_cache_put(&s->l2_cache, e);
@@ -580,7 +581,7 @@ static int zero_in_table(struct sd_img *img, uint64_t off, uint64_t n,
      * at the next flush. If it could not be written the clusters stay
      * referenced (a leak at worst, never a cluster freed under a live
      * entry). */
-    for (uint64_t k = 0; wret == 0 && k < nclusters; k++) {
+    for (uint64_t k = 0; table_written && k < nclusters; k++) {
         int r = qcow2_free_entry_later(img, dropped[k]);
         if (r < 0 && (ret == 0 || ret == -EAGAIN))
             ret = r;

@@ -86,9 +86,7 @@ int conn_recv(struct conn *c, void *buf, size_t len)
 
     if (got == len)
         return 0;
-    if (c->tls)
-        return conn_read(c, p + got, len - got, NULL);
-    if (len - got >= RECV_DIRECT_MIN)
+    if (c->tls || len - got >= RECV_DIRECT_MIN)
         return conn_read(c, p + got, len - got, NULL);
     while (got < len) {
         size_t want = c->rbuf_header_next ? len - got : RECV_STAGE_BYTES;
