@@ -24,7 +24,16 @@
  * so a stale writer's socket errors out instead of lingering. */
 enum { KEEPALIVE_IDLE_S = 30, KEEPALIVE_INTERVAL_S = 10,
        KEEPALIVE_COUNT = 3, USER_TIMEOUT_MS = 60000 };
-enum { TLS_INPUT_SIZE = 64 * 1024 };
+enum {
+    TLS_INPUT_SIZE = 64 * 1024,
+    /* Replies are encrypted a piece at a time and sent once this much
+     * ciphertext is waiting: the output buffer stays one size and is
+     * reused warm, where encrypting a whole batch of replies first grew
+     * a fresh buffer of megabytes, every page of it a fault. */
+    TLS_WRITE_PIECE = 64 * 1024,
+    TLS_SEND_BATCH = 256 * 1024,
+    TLS_RECORD_PLAINTEXT = 16 * 1024,   /* the most one record holds */
+};
 
 struct conn_waiter {
     struct conn_waiter *next;
@@ -256,7 +265,7 @@ static int tls_flush(struct conn *c, const struct timespec *deadline)
         if (!n)
             break;
         ret = co_send_all(&c->worker->ring, c->fd, out, n, deadline);
-        free(out);
+        sd_tls_session_give_back_output(c->tls, out);
         if (ret < 0)
             break;
     }
@@ -318,17 +327,66 @@ int conn_write(struct conn *c, const void *buf, size_t len,
     return ret < 0 ? ret : tls_flush(c, deadline);
 }
 
-int conn_writev(struct conn *c, struct iovec *iov, int iovcnt)
+/* Encrypt n bytes, sending once a batch of ciphertext is waiting. */
+static int tls_put(struct conn *c, const void *buf, size_t n)
 {
-    if (!c->tls)
-        return co_sendmsg_all(&c->worker->ring, c->fd, iov, iovcnt, NULL);
+    const void *pending;
+    int ret = sd_tls_session_write(c->tls, buf, n);
+
+    if (ret == 0 &&
+        sd_tls_session_output(c->tls, &pending) >= TLS_SEND_BATCH)
+        ret = tls_flush(c, NULL);
+    return ret;
+}
+
+/* Each write is a record of its own, so reply headers and small reads
+ * are gathered into full records first: a 16-byte header as its own
+ * record costs the client two more receives, and a 4 KiB read reply
+ * took two records. Pieces of a record's size or more go direct. */
+static int tls_writev(struct conn *c, const struct iovec *iov, int iovcnt)
+{
+    char rec[TLS_RECORD_PLAINTEXT];
+    size_t used = 0;
+
     for (int i = 0; i < iovcnt; i++) {
-        int ret = sd_tls_session_write(c->tls, iov[i].iov_base,
-                                       iov[i].iov_len);
+        const char *p = iov[i].iov_base;
+        size_t left = iov[i].iov_len;
+
+        while (left) {
+            bool gather = used || left < sizeof(rec);
+            size_t room = gather ? sizeof(rec) - used : TLS_WRITE_PIECE;
+            size_t n = left < room ? left : room;
+            int ret = 0;
+
+            if (gather) {
+                memcpy(rec + used, p, n);
+                used += n;
+                if (used == sizeof(rec)) {
+                    ret = tls_put(c, rec, used);
+                    used = 0;
+                }
+            } else {
+                ret = tls_put(c, p, n);
+            }
+            if (ret < 0)
+                return ret;
+            p += n;
+            left -= n;
+        }
+    }
+    if (used) {
+        int ret = tls_put(c, rec, used);
         if (ret < 0)
             return ret;
     }
     return tls_flush(c, NULL);
+}
+
+int conn_writev(struct conn *c, struct iovec *iov, int iovcnt)
+{
+    if (!c->tls)
+        return co_sendmsg_all(&c->worker->ring, c->fd, iov, iovcnt, NULL);
+    return tls_writev(c, iov, iovcnt);
 }
 
 int conn_start_tls(struct conn *c, const struct timespec *deadline)

@@ -8,6 +8,11 @@
  * and one so that the bytes stay put while another coroutine adds
  * records during the send. Taking the buffer hands it over instead.
  *
+ * A taken buffer comes back once sent and is kept as the next one, so
+ * that a stream of replies writes into memory already mapped and warm
+ * in the cache: a fresh buffer for each flush faulted in its pages, and
+ * copying into them cost more than the encryption.
+ *
  * Input: the connection receives ciphertext straight into the BIO's
  * buffer (space, then commit), where a memory BIO would want a copy.
  */
@@ -25,6 +30,9 @@ struct out_buf {
     char *data;
     size_t start, end, cap;     /* pending bytes are [start, end) */
     size_t last_taken;          /* size of the last buffer handed over */
+    size_t taken_cap;           /* capacity of the buffer handed over */
+    char *spare;                /* a sent buffer, for the next records */
+    size_t spare_cap;
 };
 
 static BIO_METHOD *out_method, *in_method;
@@ -39,6 +47,12 @@ static int grow(struct out_buf *o, size_t need)
                                    2 * o->last_taken : 64 * 1024;
     char *data;
 
+    if (!o->data && o->spare && o->spare_cap >= need) {
+        o->data = o->spare;
+        o->cap = o->spare_cap;
+        o->spare = NULL;
+        return 0;
+    }
     while (cap - o->end < need) {
         if (cap > SIZE_MAX / 2)
             return -1;
@@ -121,6 +135,7 @@ static int out_destroy(BIO *b)
 
     if (o) {
         free(o->data);
+        free(o->spare);
         free(o);
     }
     BIO_set_data(b, NULL);
@@ -216,8 +231,38 @@ size_t tls_out_bio_take(BIO *b, void **buf)
     if (o->start)
         memmove(o->data, o->data + o->start, n);
     *buf = o->data;
+    o->taken_cap = o->cap;
     o->data = NULL;
     o->start = o->end = o->cap = 0;
     o->last_taken = n;
     return n;
+}
+
+void tls_out_bio_give_back(BIO *b, void *buf)
+{
+    struct out_buf *o = BIO_get_data(b);
+
+    if (!buf)
+        return;
+    if (o->spare && o->spare_cap >= o->taken_cap) {
+        free(buf);
+        return;
+    }
+    free(o->spare);
+    o->spare = buf;
+    o->spare_cap = o->taken_cap;
+}
+
+void tls_out_bio_trim(BIO *b)
+{
+    struct out_buf *o = BIO_get_data(b);
+
+    free(o->spare);
+    o->spare = NULL;
+    o->spare_cap = 0;
+    if (o->data && o->start == o->end) {
+        free(o->data);
+        o->data = NULL;
+        o->start = o->end = o->cap = 0;
+    }
 }

@@ -17,9 +17,14 @@ BIO *tls_out_bio_new(void);
 size_t tls_out_bio_peek(BIO *b, const void **ptr);
 /* The first n pending bytes were sent. */
 void tls_out_bio_consume(BIO *b, size_t n);
-/* Hand over the pending bytes: *buf (free() it) holds the returned count,
- * and the BIO starts a new buffer. 0 and NULL when nothing is pending. */
+/* Hand over the pending bytes: *buf holds the returned count, and the
+ * BIO starts a new buffer. 0 and NULL when nothing is pending. Once
+ * sent, the buffer goes back with tls_out_bio_give_back() (which keeps
+ * it for the next records, or frees it), before the next take. */
 size_t tls_out_bio_take(BIO *b, void **buf);
+void tls_out_bio_give_back(BIO *b, void *buf);
+/* Free the buffers that hold nothing pending (an idle connection). */
+void tls_out_bio_trim(BIO *b);
 
 BIO *tls_in_bio_new(void);
 /* Free space of at least want bytes at *ptr (its size is returned), or 0

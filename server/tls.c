@@ -617,6 +617,16 @@ size_t sd_tls_session_take_output(struct sd_tls_session *s, void **buf)
     return tls_out_bio_take(s->out, buf);
 }
 
+void sd_tls_session_give_back_output(struct sd_tls_session *s, void *buf)
+{
+    tls_out_bio_give_back(s->out, buf);
+}
+
+void sd_tls_session_trim(struct sd_tls_session *s)
+{
+    tls_out_bio_trim(s->out);
+}
+
 /* What a failed SSL call (its return value ret) means. */
 static int ssl_failure(struct sd_tls_session *s, int ret,
                        struct sd_error *err, const char *what)

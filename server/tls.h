@@ -55,9 +55,14 @@ void sd_tls_session_input_commit(struct sd_tls_session *s, size_t n);
 size_t sd_tls_session_output(struct sd_tls_session *s, const void **ptr);
 /* The first n bytes of the output were sent. */
 void sd_tls_session_consume(struct sd_tls_session *s, size_t n);
-/* Take all of the output: *buf (free() it) holds the returned count of
- * bytes, and later records go to a new buffer. No copy is made. */
+/* Take all of the output: *buf holds the returned count of bytes, and
+ * later records go to a new buffer. No copy is made. Once sent, *buf
+ * goes back with sd_tls_session_give_back_output(), before the next take
+ * (the session reuses it). */
 size_t sd_tls_session_take_output(struct sd_tls_session *s, void **buf);
+void sd_tls_session_give_back_output(struct sd_tls_session *s, void *buf);
+/* Release the output buffers while the connection is idle. */
+void sd_tls_session_trim(struct sd_tls_session *s);
 
 /* Advance the handshake with the input given so far. Returns 0 once it
  * is complete, -EAGAIN when it needs more input (send the output first),

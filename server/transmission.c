@@ -25,6 +25,7 @@
 #include "server/nbd-proto.h"
 #include "server/request.h"
 #include "server/server.h"
+#include "server/tls.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -647,6 +648,9 @@ static void sender(void *arg)
             free_req(batch);
             batch = next;
         }
+        /* An idle TLS connection keeps no output buffers. */
+        if (c->tls && c->inflight_reqs == 0)
+            sd_tls_session_trim(c->tls);
     }
     c->sender_done = true;
     co_queue_wake_all(&c->idle_wait);

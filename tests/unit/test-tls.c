@@ -403,6 +403,59 @@ Test(tls, x509_handshake_and_data)
     expect_no_leaks();
 }
 
+/* Taken output goes to the client by hand; the session must not have
+ * touched it since it was taken. */
+static void take_to_client(struct server *sv, struct client *c,
+                           void **taken)
+{
+    size_t n = sd_tls_session_take_output(sv->s, taken);
+
+    cr_assert_gt(n, 0);
+    cr_assert_eq(BIO_write(c->in, *taken, (int)n), (int)n);
+    cr_assert_eq(sd_tls_session_take_output(sv->s, &(void *){ NULL }), 0);
+}
+
+Test(tls, taken_output_buffer_is_reused_until_trimmed)
+{
+    static char data[300000], back[sizeof(data)];
+    struct server sv;
+    struct client c;
+    void *first, *second, *third;
+
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (char)(i * 7 + i / 4096);
+    server_x509(&sv, NULL);
+    client_start(&c, &(struct client_opts){ .verify = true });
+    expect_handshake_ok(&sv, &c);
+
+    cr_assert_eq(sd_tls_session_write(sv.s, data, sizeof(data)), 0);
+    take_to_client(&sv, &c, &first);
+    client_recv(&sv, &c, back, sizeof(data));
+    cr_assert_eq(memcmp(back, data, sizeof(data)), 0);
+    sd_tls_session_give_back_output(sv.s, first);
+
+    /* The next records go into the buffer given back. */
+    cr_assert_eq(sd_tls_session_write(sv.s, data + 5, 1000), 0);
+    take_to_client(&sv, &c, &second);
+    cr_assert_eq(second, first, "a sent buffer was not reused");
+    client_recv(&sv, &c, back, 1000);
+    cr_assert_eq(memcmp(back, data + 5, 1000), 0);
+    sd_tls_session_give_back_output(sv.s, second);
+
+    /* Trimmed while idle, the session starts a new buffer; the data is
+     * the same either way. */
+    sd_tls_session_trim(sv.s);
+    cr_assert_eq(sd_tls_session_write(sv.s, data + 9, 70000), 0);
+    take_to_client(&sv, &c, &third);
+    client_recv(&sv, &c, back, 70000);
+    cr_assert_eq(memcmp(back, data + 9, 70000), 0);
+    sd_tls_session_give_back_output(sv.s, third);
+    ping_pong(&sv, &c);
+    client_stop(&c);
+    server_stop(&sv);
+    expect_no_leaks();
+}
+
 Test(tls, x509_tls12)
 {
     struct server sv;
