@@ -6,11 +6,58 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 static atomic_int log_level = SD_LOG_INFO;
 static atomic_int log_timestamps = 1;
+
+enum { HELD_BYTES = 32 * 1024 };
+
+static _Thread_local struct {
+    unsigned depth;
+    size_t len;
+    char buf[HELD_BYTES];
+} held;
+
+static void write_out(const char *buf, size_t len)
+{
+    /* A failed log write has nowhere better to be reported. */
+    ssize_t w = write(STDERR_FILENO, buf, len);
+    (void)w;
+}
+
+static void flush_held(void)
+{
+    if (held.len)
+        write_out(held.buf, held.len);
+    held.len = 0;
+}
+
+void sd_log_hold(void)
+{
+    held.depth++;
+}
+
+void sd_log_release(void)
+{
+    if (held.depth && --held.depth == 0)
+        flush_held();
+}
+
+/* Whole lines only, so lines of other threads never land inside one. */
+static void emit(const char *line, size_t n)
+{
+    if (!held.depth) {
+        write_out(line, n);
+        return;
+    }
+    if (held.len + n > sizeof(held.buf))
+        flush_held();
+    memcpy(held.buf + held.len, line, n);
+    held.len += n;
+}
 
 void sd_log_set_level(enum sd_log_level level)
 {
@@ -66,7 +113,5 @@ void sd_log(enum sd_log_level level, const char *fmt, ...)
     if (m > 0)
         n += (size_t)m < sizeof(line) - n - 1 ? (size_t)m : sizeof(line) - n - 2;
     line[n++] = '\n';
-    /* A failed log write has nowhere better to be reported. */
-    ssize_t w = write(STDERR_FILENO, line, n);
-    (void)w;
+    emit(line, n);
 }

@@ -111,7 +111,9 @@ static const char *const perm_names[PERM_COUNT] = {
     [PERM_RESIZE] = "resize",
 };
 
-/* A fresh open file description of the inode fd refers to. */
+/* A fresh open file description of the inode fd refers to. Through
+ * /proc it is that very inode; only the fallback by path needs checking
+ * (which costs two more system calls per image opened). */
 static int open_private_description(int fd, const char *path, int *out,
                                     struct sd_error *err)
 {
@@ -119,17 +121,23 @@ static int open_private_description(int fd, const char *path, int *out,
     struct stat want, got;
     int lfd;
 
+    snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%d", fd);
+    lfd = open(proc_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (lfd >= 0) {
+        *out = lfd;
+        return 0;
+    }
+    if (errno != ENOENT && errno != ENOTDIR)
+        return sd_error_set(err, -errno, "could not open '%s' for locking: %s",
+                            path, strerror(errno));
+    /* No /proc: by path, which may name another file by now. */
     if (fstat(fd, &want) < 0)
         return sd_error_set(err, -errno, "could not stat '%s': %s", path,
                             strerror(errno));
-    snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%d", fd);
-    lfd = open(proc_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (lfd < 0 && (errno == ENOENT || errno == ENOTDIR))
-        lfd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY); /* no /proc */
+    lfd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (lfd < 0)
         return sd_error_set(err, -errno, "could not open '%s' for locking: %s",
                             path, strerror(errno));
-    /* Without /proc the path may name another file by now. */
     if (fstat(lfd, &got) < 0 || got.st_dev != want.st_dev ||
         got.st_ino != want.st_ino) {
         close(lfd);
@@ -141,55 +149,90 @@ static int open_private_description(int fd, const char *path, int *out,
     return 0;
 }
 
-static void flock_byte(struct flock *fl, short type, int offset)
+static void flock_bytes(struct flock *fl, short type, int offset, int len)
 {
     memset(fl, 0, sizeof(*fl));     /* l_pid must be 0 for OFD locks */
     fl->l_type = type;
     fl->l_whence = SEEK_SET;
     fl->l_start = offset;
-    fl->l_len = 1;
+    fl->l_len = len;
 }
 
-/* Read-lock one byte; -EAGAIN if another description write-locks it. */
-static int lock_byte(int lfd, int offset)
+/* Read-lock len bytes; -EAGAIN if another description write-locks one. */
+static int lock_bytes(int lfd, int offset, int len)
 {
     struct flock fl;
 
-    flock_byte(&fl, F_RDLCK, offset);
+    flock_bytes(&fl, F_RDLCK, offset, len);
     if (fcntl(lfd, F_OFD_SETLK, &fl) < 0)
         return errno == EACCES ? -EAGAIN : -errno;
     return 0;
 }
 
-/* 1 if another open file description holds any lock on the byte. */
-static int byte_locked_elsewhere(int lfd, int offset)
+/* 1 if another open file description holds a lock on any of len bytes. */
+static int bytes_locked_elsewhere(int lfd, int offset, int len)
 {
     struct flock fl;
 
-    flock_byte(&fl, F_WRLCK, offset);
+    flock_bytes(&fl, F_WRLCK, offset, len);
     if (fcntl(lfd, F_OFD_GETLK, &fl) < 0)
         return -errno;
     return fl.l_type != F_UNLCK;
 }
 
+static int byte_locked_elsewhere(int lfd, int offset)
+{
+    return bytes_locked_elsewhere(lfd, offset, 1);
+}
+
+/* Might another description hold any of the bytes base + i, i in perms?
+ * One test over their span answers "no" for the usual uncontended open
+ * (a reload opens a thousand images); "maybe" means testing byte by
+ * byte, as a lock between them is no conflict. */
+static int span_locked_elsewhere(int lfd, int base, unsigned perms)
+{
+    int first = 0, last = PERM_COUNT - 1;
+
+    if (!perms)
+        return 0;
+    while (!(perms & PERM_BIT(first)))
+        first++;
+    while (!(perms & PERM_BIT(last)))
+        last--;
+    return bytes_locked_elsewhere(lfd, base + first, last - first + 1);
+}
+
+/* Take the bytes base + i, i in perms, adjacent ones in one call; the
+ * first byte of a run that fails goes to *bad_byte. */
+static int lock_perm_bytes(int lfd, int base, unsigned perms, int *bad_byte)
+{
+    for (int i = 0; i < PERM_COUNT;) {
+        int run = 0, ret;
+
+        while (i + run < PERM_COUNT && (perms & PERM_BIT(i + run)))
+            run++;
+        if (!run) {
+            i++;
+            continue;
+        }
+        *bad_byte = base + i;
+        ret = lock_bytes(lfd, base + i, run);
+        if (ret < 0)
+            return ret;
+        i += run;
+    }
+    return 0;
+}
+
 /* Take every byte of the mode; returns the failing byte in *bad_byte. */
 static int apply_mode(int lfd, const struct lock_mode *mode, int *bad_byte)
 {
-    for (int i = 0; i < PERM_COUNT; i++) {
-        int ret = 0;
+    int ret = lock_perm_bytes(lfd, LOCK_HELD_BASE, mode->held, bad_byte);
 
-        if (mode->held & PERM_BIT(i)) {
-            *bad_byte = LOCK_HELD_BASE + i;
-            ret = lock_byte(lfd, *bad_byte);
-        }
-        if (ret == 0 && (mode->unshared & PERM_BIT(i))) {
-            *bad_byte = LOCK_UNSHARED_BASE + i;
-            ret = lock_byte(lfd, *bad_byte);
-        }
-        if (ret < 0)
-            return ret;
-    }
-    return 0;
+    if (ret == 0)
+        ret = lock_perm_bytes(lfd, LOCK_UNSHARED_BASE, mode->unshared,
+                              bad_byte);
+    return ret;
 }
 
 static enum lock_conflict conflict_for_unshared_byte(int perm)
@@ -197,6 +240,27 @@ static enum lock_conflict conflict_for_unshared_byte(int perm)
     if (perm == PERM_CONSISTENT_READ)
         return CONFLICT_NO_READERS;
     return CONFLICT_NO_WRITERS;
+}
+
+/* The first i in perms whose byte base + i another description holds:
+ * 1 with *perm set, 0 when there is none, or a negative errno. */
+static int first_locked_elsewhere(int lfd, int base, unsigned perms,
+                                  int *perm)
+{
+    int ret = span_locked_elsewhere(lfd, base, perms);
+
+    if (ret <= 0)
+        return ret;
+    for (int i = 0; i < PERM_COUNT; i++) {
+        if (!(perms & PERM_BIT(i)))
+            continue;
+        ret = byte_locked_elsewhere(lfd, base + i);
+        if (ret != 0) {
+            *perm = i;
+            return ret;
+        }
+    }
+    return 0;
 }
 
 /*
@@ -207,32 +271,22 @@ static enum lock_conflict conflict_for_unshared_byte(int perm)
 static int find_conflict(int lfd, const struct lock_mode *mode,
                          enum lock_conflict *conflict, int *perm)
 {
+    int ret;
+
     *conflict = CONFLICT_NONE;
-    for (int i = 0; i < PERM_COUNT; i++) {
-        if (!(mode->unshared & PERM_BIT(i)))
-            continue;
-        int ret = byte_locked_elsewhere(lfd, LOCK_HELD_BASE + i);
-        if (ret < 0)
-            return ret;
-        if (ret) {
-            *conflict = CONFLICT_WRITER;
-            *perm = i;
-            return 0;
-        }
+    ret = first_locked_elsewhere(lfd, LOCK_HELD_BASE, mode->unshared, perm);
+    if (ret > 0) {
+        *conflict = CONFLICT_WRITER;
+        return 0;
     }
-    for (int i = 0; i < PERM_COUNT; i++) {
-        if (!(mode->held & PERM_BIT(i)))
-            continue;
-        int ret = byte_locked_elsewhere(lfd, LOCK_UNSHARED_BASE + i);
-        if (ret < 0)
-            return ret;
-        if (ret) {
-            *conflict = conflict_for_unshared_byte(i);
-            *perm = i;
-            return 0;
-        }
+    if (ret < 0)
+        return ret;
+    ret = first_locked_elsewhere(lfd, LOCK_UNSHARED_BASE, mode->held, perm);
+    if (ret > 0) {
+        *conflict = conflict_for_unshared_byte(*perm);
+        return 0;
     }
-    return 0;
+    return ret;
 }
 
 static int report_conflict(const char *path, enum lock_conflict conflict,

@@ -163,21 +163,18 @@ static int load_one(const char *dir, const char *file_name,
 /* Move every entry of from to the end of to. */
 static int list_append(struct sd_export_list *to, struct sd_export_list *from)
 {
-    struct sd_export_entry *entries;
-
     if (from->n == 0)
         return 0;
     if (to->n + from->n > SD_CONFIG_EXPORTS_MAX)
         return -E2BIG;
-    entries = realloc(to->entries, (to->n + from->n) * sizeof(*entries));
-    if (!entries)
+    if (sd_export_list_reserve(to, from->n) < 0)
         return -ENOMEM;
-    memcpy(entries + to->n, from->entries, from->n * sizeof(*entries));
-    to->entries = entries;
+    memcpy(to->entries + to->n, from->entries,
+           from->n * sizeof(*to->entries));
     to->n += from->n;
     free(from->entries);
     from->entries = NULL;
-    from->n = 0;
+    from->n = from->cap = 0;
     return 0;
 }
 

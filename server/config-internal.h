@@ -18,6 +18,9 @@ int sd_config_read_file(const char *path, char **data, size_t *len,
                         struct sd_error *err);
 /* Append an entry; takes exp (may be NULL, then e must be an error).
  * On failure exp is freed. */
+/* Room for n more entries (the list grows by doubling: a folder of a
+ * thousand exports must not copy the list a thousand times). */
+int sd_export_list_reserve(struct sd_export_list *list, size_t n);
 int sd_export_list_add(struct sd_export_list *list, const char *file,
                        const char *name, struct sd_export *exp,
                        const struct sd_error *e);

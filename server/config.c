@@ -33,6 +33,43 @@ static int read_all(int fd, char *buf, size_t cap, size_t *len)
     return 0;
 }
 
+/* The whole file into *buf (NUL-terminated), or SD_CONFIG_FILE_MAX + 1
+ * bytes of it: one byte more than the cap tells a too-large file apart.
+ * The buffer is sized by what fstat said, so the thousand small files
+ * of an export folder do not each get a megabyte; a file that grew
+ * since gets the rest read into the full-size buffer. */
+static int read_capped(int fd, char **buf, off_t size, size_t *len)
+{
+    size_t limit = SD_CONFIG_FILE_MAX + 1;
+    size_t want = size >= 0 && (uint64_t)size < limit ? (size_t)size + 1
+                                                       : limit;
+    size_t more = 0;
+    ssize_t n;
+    char *grown;
+    int ret;
+
+    *buf = malloc(want + 1);
+    if (!*buf)
+        return -ENOMEM;
+    /* A regular file reads short only at its end: one read() takes a
+     * file of the size fstat gave, with no second one to see the end. */
+    do {
+        n = read(fd, *buf, want);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    *len = (size_t)n;
+    if (*len < want || want == limit)
+        return 0;
+    grown = realloc(*buf, limit + 1);
+    if (!grown)
+        return -ENOMEM;
+    *buf = grown;
+    ret = read_all(fd, grown + want, limit - want, &more);
+    *len += more;
+    return ret;
+}
+
 int sd_config_read_file(const char *path, char **data, size_t *len,
                         struct sd_error *err)
 {
@@ -52,15 +89,10 @@ int sd_config_read_file(const char *path, char **data, size_t *len,
         ret = sd_error_set(err, -EINVAL, "%s: not a regular file", path);
         goto out_close;
     }
-    /* One byte more than the cap tells a too-large file apart. */
-    buf = malloc(SD_CONFIG_FILE_MAX + 2);
-    if (!buf) {
-        ret = sd_error_set(err, -ENOMEM, "%s: out of memory", path);
-        goto out_close;
-    }
-    ret = read_all(fd, buf, SD_CONFIG_FILE_MAX + 1, len);
+    ret = read_capped(fd, &buf, st.st_size, len);
     if (ret < 0) {
-        sd_error_set(err, ret, "%s: %s", path, strerror(-ret));
+        sd_error_set(err, ret, "%s: %s", path,
+                     ret == -ENOMEM ? "out of memory" : strerror(-ret));
         goto out_free;
     }
     if (*len > SD_CONFIG_FILE_MAX) {
@@ -222,24 +254,39 @@ unsigned sd_export_diff(const struct sd_export *a, const struct sd_export *b)
     return d;
 }
 
+int sd_export_list_reserve(struct sd_export_list *list, size_t n)
+{
+    struct sd_export_entry *entries;
+    size_t cap = list->cap ? list->cap : 16;
+
+    if (list->n + n <= list->cap)
+        return 0;
+    while (cap < list->n + n)
+        cap *= 2;
+    entries = realloc(list->entries, cap * sizeof(*entries));
+    if (!entries)
+        return -ENOMEM;
+    list->entries = entries;
+    list->cap = cap;
+    return 0;
+}
+
 int sd_export_list_add(struct sd_export_list *list, const char *file,
                        const char *name, struct sd_export *exp,
                        const struct sd_error *e)
 {
-    struct sd_export_entry *entries, *ent;
+    struct sd_export_entry *ent;
     int failed = 0;
 
     if (list->n >= SD_CONFIG_EXPORTS_MAX) {
         sd_export_free(exp);
         return -E2BIG;
     }
-    entries = realloc(list->entries, (list->n + 1) * sizeof(*entries));
-    if (!entries) {
+    if (sd_export_list_reserve(list, 1) < 0) {
         sd_export_free(exp);
         return -ENOMEM;
     }
-    list->entries = entries;
-    ent = &entries[list->n];
+    ent = &list->entries[list->n];
     memset(ent, 0, sizeof(*ent));
     ent->file = dup_or_null(file, &failed);
     ent->name = dup_or_null(name, &failed);
@@ -269,7 +316,7 @@ void sd_export_list_clear(struct sd_export_list *list)
     }
     free(list->entries);
     list->entries = NULL;
-    list->n = 0;
+    list->n = list->cap = 0;
 }
 
 size_t sd_export_list_errors(const struct sd_export_list *list)

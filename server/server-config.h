@@ -178,6 +178,7 @@ struct sd_export_entry {
 struct sd_export_list {
     struct sd_export_entry *entries;  /* in the order read */
     size_t n;
+    size_t cap;                       /* entries allocated */
 };
 
 /* Everything one load gives: the server settings and every export, from

@@ -103,7 +103,9 @@ int server_reload(struct sd_server *srv, json_t **summary,
     cfg->server.export_dir = NULL;
     srv->settings.handshake_timeout = cfg->server.handshake_timeout;
     srv->settings.inflight_per_connection = cfg->server.inflight_per_connection;
+    sd_log_hold();
     registry_apply_list(srv, &cfg->exports, summary);
+    sd_log_release();
     sd_config_free(cfg);
     srv->reloads++;
     sd_log_info("reload %" PRIu64 ": %zu export(s) defined", srv->reloads,
@@ -278,7 +280,9 @@ static int setup(struct sd_server *srv, struct sd_config *cfg,
     if (ret < 0)
         return ret;
     log_export_errors(&cfg->exports);
+    sd_log_hold();
     registry_apply_list(srv, &cfg->exports, NULL);
+    sd_log_release();
     ret = start_workers(srv, err);
     if (ret == 0 && (listeners_start(srv) < 0 || control_start(srv) < 0 ||
                      worker_spawn(signal_loop, srv) < 0))

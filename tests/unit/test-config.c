@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include "server/server-config.h"
+#include "server/config-internal.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -298,6 +299,51 @@ Test(config, main_nesting_and_node_caps)
     sprintf(wide + n, "1]\n");
     expect_main_error(wide, 1, "too many YAML nodes");
     free(wide);
+}
+
+/* The read is sized by fstat; a file longer than fstat says (as /proc
+ * files are, at size 0) is still read whole, and the cap still holds. */
+Test(config, read_file_whatever_its_stated_size)
+{
+    char *data, expect[4096];
+    size_t len, n;
+    struct sd_error e;
+    FILE *f = fopen("/proc/version", "r");
+
+    cr_assert_not_null(f);
+    n = fread(expect, 1, sizeof(expect), f);
+    fclose(f);
+    cr_assert_gt(n, 0);
+    cr_assert_eq(sd_config_read_file("/proc/version", &data, &len, &e), 0,
+                 "%s", e.msg);
+    cr_assert_eq(len, n);
+    cr_assert_eq(memcmp(data, expect, n), 0);
+    cr_assert_eq(data[len], '\0');
+    free(data);
+
+    char *big = malloc(SD_CONFIG_FILE_MAX);
+    cr_assert_not_null(big);
+    memset(big, '#', SD_CONFIG_FILE_MAX);
+    f = fopen(tpath("max.yaml"), "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(big, 1, SD_CONFIG_FILE_MAX, f), SD_CONFIG_FILE_MAX);
+    fclose(f);
+    free(big);
+    cr_assert_eq(sd_config_read_file(tpath("max.yaml"), &data, &len, &e), 0,
+                 "%s", e.msg);
+    cr_assert_eq(len, SD_CONFIG_FILE_MAX);
+    cr_assert_eq(data[0], '#');
+    cr_assert_eq(data[len - 1], '#');
+    cr_assert_eq(data[len], '\0');
+    free(data);
+
+    f = fopen(tpath("empty.yaml"), "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    cr_assert_eq(sd_config_read_file(tpath("empty.yaml"), &data, &len, &e), 0);
+    cr_assert_eq(len, 0);
+    cr_assert_eq(data[0], '\0');
+    free(data);
 }
 
 Test(config, file_size_cap_and_non_regular_files)

@@ -350,6 +350,48 @@ Test(lock, two_opens_in_one_process)
     let_go(&first);
 }
 
+/* Read-lock one byte on a description of our own, as another program. */
+static int foreign_lock(const char *path, int byte)
+{
+    struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET,
+                        .l_start = byte, .l_len = 1 };
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(fcntl(fd, F_OFD_SETLK, &fl), 0);
+    return fd;
+}
+
+/* Bytes between the ones we test are no conflict (one test spans them
+ * first), and a conflict among them is still found and named. */
+Test(lock, bytes_between_ours_are_no_conflict)
+{
+    int write_unchanged = foreign_lock(raw_path, 102);
+    int unshared_write_unchanged = foreign_lock(raw_path, 202);
+    struct held h;
+    int fd;
+
+    hold(&h, raw_path, true);
+    let_go(&h);
+    hold(&h, raw_path, false);
+    let_go(&h);
+
+    fd = foreign_lock(raw_path, 103);       /* holds resize: a writer */
+    assert_refused(raw_path, false, "another process has it open for writing");
+    close(fd);
+    fd = foreign_lock(raw_path, 203);       /* refuses to share resize */
+    assert_refused(raw_path, true, "does not allow writers");
+    close(fd);
+    fd = foreign_lock(raw_path, 200);       /* refuses consistent readers */
+    assert_refused(raw_path, false, "\"consistent read\"");
+    close(fd);
+
+    close(write_unchanged);
+    close(unshared_write_unchanged);
+    hold(&h, raw_path, true);
+    let_go(&h);
+}
+
 Test(lock, bad_fd_is_reported)
 {
     struct sd_error err;
