@@ -5,6 +5,7 @@
 #include "coroutine.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/uio.h>
 
@@ -159,6 +160,59 @@ int co_sendmsg_all(struct sd_ring *r, int fd, struct iovec *iov, int iovcnt,
         advance_iov(&iov, &iovcnt, (size_t)n);
     }
     return 0;
+}
+
+int co_splice(struct sd_ring *r, int fd_in, int64_t off_in, int fd_out,
+              size_t len)
+{
+    for (;;) {
+        struct co_io_op op;
+        struct io_uring_sqe *sqe = co_io_prepare(r, &op, false);
+        int n;
+
+        if (!sqe)
+            return -EIO;
+        io_uring_prep_splice(sqe, fd_in, off_in, fd_out, -1,
+                             len > INT32_MAX ? INT32_MAX : (unsigned)len,
+                             SPLICE_F_MOVE);
+        n = co_io_wait(r, &op, NULL);
+        if (n != -EINTR && n != -EAGAIN)
+            return n;
+    }
+}
+
+int co_splice_through(struct sd_ring *r, int fd_in, int64_t off_in,
+                      int pipe_wr, int pipe_rd, int fd_out, size_t len,
+                      int *out)
+{
+    unsigned n = len > INT32_MAX ? INT32_MAX : (unsigned)len;
+    struct co_io_op first, second;
+    struct io_uring_sqe *in, *to;
+
+    /* Both in one submission, or the link would be cut. */
+    if (io_uring_sq_space_left(&r->uring) < 2 &&
+        io_uring_submit(&r->uring) < 0)
+        return -EIO;
+    in = co_io_prepare(r, &first, false);
+    if (!in)
+        return -EIO;
+    io_uring_prep_splice(in, fd_in, off_in, pipe_wr, -1, n, SPLICE_F_MOVE);
+    first.co = co_self();
+    first.waiting = 1;
+    to = co_io_prepare(r, &second, false);
+    if (to) {
+        in->flags |= IOSQE_IO_LINK;
+        io_uring_prep_splice(to, pipe_rd, -1, fd_out, -1, n, SPLICE_F_MOVE);
+        second.co = co_self();
+        second.waiting = 1;
+    } else {                    /* not with the room made above */
+        second.res = -ECANCELED;
+    }
+    /* Both have completed before this frame (their ops) goes. */
+    while (first.waiting || second.waiting)
+        co_yield();
+    *out = second.res;
+    return first.res;
 }
 
 struct timespec co_deadline_in(unsigned seconds)

@@ -57,6 +57,22 @@ int co_send_all(struct sd_ring *r, int fd, const void *buf, size_t len,
 int co_sendmsg_all(struct sd_ring *r, int fd, struct iovec *iov, int iovcnt,
                    const struct timespec *deadline);
 
+/* One splice(2) through the ring (off -1: the descriptor has no offset,
+ * a pipe or socket): the bytes moved, 0 at the end of a file, or a
+ * negative errno. */
+int co_splice(struct sd_ring *r, int fd_in, int64_t off_in, int fd_out,
+              size_t len);
+
+/* File to pipe to fd_out in one submission, the second splice linked to
+ * the first (one trip through the ring instead of two). Returns what
+ * the first moved (0 at the end of the file, or a negative errno); *out
+ * gets what the second moved, or -ECANCELED when the first moved less
+ * than len and the second did not run (the pipe then holds the bytes
+ * the first moved). */
+int co_splice_through(struct sd_ring *r, int fd_in, int64_t off_in,
+                      int pipe_wr, int pipe_rd, int fd_out, size_t len,
+                      int *out);
+
 /* now + seconds on CLOCK_MONOTONIC. */
 struct timespec co_deadline_in(unsigned seconds);
 

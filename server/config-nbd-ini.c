@@ -48,6 +48,7 @@ enum ini_action {
     INI_ONLY_FALSE,     /* boolean; true is refused with `why` */
     INI_ONLY_TRUE,      /* boolean; false is refused with `why` */
     INI_REFUSE,         /* any value refused with `why` */
+    INI_ANY_BOOL,       /* boolean; either value does the same here */
 };
 
 struct ini_key {
@@ -77,7 +78,8 @@ static const struct ini_key generic_keys[] = {
       "sendense-nbd always lets clients list exports" },
     { "oldstyle", INI_ONLY_FALSE,
       "the oldstyle handshake is not supported" },
-    { "splice", INI_ONLY_FALSE, "splice() is not used" },
+    /* Large reads of raw images are spliced either way. */
+    { "splice", INI_ANY_BOOL, NULL },
     { "user", INI_REFUSE,
       "sendense-nbd does not change user; start it as that user "
       "(systemd User=)" },
@@ -201,6 +203,8 @@ static int check_fixed(struct ini_reader *r, const struct ini_key *k,
                     k->key, k->why);
     if (parse_bool(value, &b) < 0)
         return fail(r, line, -EINVAL, "%s: expected true or false", k->key);
+    if (k->action == INI_ANY_BOOL)
+        return 0;
     if (b != (k->action == INI_ONLY_TRUE))
         return fail(r, line, -ENOTSUP, "key \"%s\" = %s is not supported: %s",
                     k->key, value, k->why);

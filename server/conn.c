@@ -232,6 +232,7 @@ void conn_finish(struct conn *c)
         atomic_fetch_sub(&c->def->stats->clients, 1);
         export_def_unref(c->def);
     }
+    conn_splice_release(c);
     sd_tls_session_free(c->tls);
     free(c->tls_peer);
     free(c);

@@ -74,6 +74,13 @@ struct conn {
     bool counted_on_image;            /* in def->image->n_conns */
     atomic_uint_fast64_t requests;    /* for connection.list */
 
+    /* Read replies spliced from the file (reply-splice.c; owner worker
+     * only): the pipe their pages pass through, pipe_cap 0 until the
+     * first large read makes one. */
+    int pipe_rd, pipe_wr;
+    size_t pipe_cap;
+    bool splice_failed;               /* the image refused: copy instead */
+
     /* Received but not yet parsed (conn-recv.c; owner worker only). */
     uint8_t *rbuf;                    /* from the worker's pool, or NULL */
     uint32_t rbuf_start, rbuf_end;
@@ -103,6 +110,14 @@ void conn_recv_release(struct conn *c, bool drop_staged);
 /* The payload length of the request just parsed (0: none): after a large
  * one the next staging receive takes a header only. */
 void conn_recv_note_payload(struct conn *c, uint32_t len);
+/* Zero-copy read replies (reply-splice.c). conn_splice_ready() makes
+ * the connection's pipe if it has none; false when splicing is out. */
+bool conn_splice_ready(struct conn *c);
+void conn_splice_release(struct conn *c);
+/* Send iov in order, the pieces with a NULL base spliced from fd at
+ * file_off[i] (the others' file_off entries are unused). */
+int conn_send_spliced(struct conn *c, struct iovec *iov,
+                      const uint64_t *file_off, int iovcnt, int fd);
 /* TLS handshake after STARTTLS. */
 int conn_start_tls(struct conn *c, const struct timespec *deadline);
 

@@ -66,6 +66,7 @@ struct sd_server {
      * pseudo-random 0..N us before its I/O, so tests can watch many
      * requests in flight and replies overtaking each other. */
     unsigned test_delay_us;
+    bool test_splice_fails;           /* SENDENSE_NBD_TEST_SPLICE_FAILS */
 };
 
 /* Load, bind, start workers; then serve until SIGTERM/SIGINT. */

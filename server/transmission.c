@@ -39,6 +39,10 @@ enum {
     STATUS_EXTENTS_MAX = 1024,  /* descriptors in one BLOCK_STATUS reply */
     READ_HOLES_MAX = 64,        /* hole chunks in one structured read */
     CACHE_CHUNK = 4 << 20,
+    /* Reads this large of a raw image are spliced from the file
+     * (reply-splice.c); smaller ones are cheaper copied: a splice is
+     * two trips through the ring where a copy is none. */
+    SPLICE_MIN = 64 * 1024,
     BUF_ALIGN = 4096,           /* O_DIRECT-safe buffers */
 };
 
@@ -58,6 +62,9 @@ struct nbd_req {
     struct iovec *iov;          /* reply (iov_inline or owned) */
     int iovcnt;
     struct iovec iov_inline[2];
+    bool splice;                /* a read whose data is spliced */
+    int splice_fd;              /* from this file, */
+    uint64_t *file_off;         /* at these offsets (per iov; owned) */
 };
 
 
@@ -116,6 +123,33 @@ static void chunk_header(uint8_t *p, uint16_t flags, uint16_t type,
     put_be32(p + 16, length);
 }
 
+struct span {
+    uint64_t offset, length;
+    bool hole;
+};
+
+/* A spliced read: the data pieces of its reply (those with a NULL base,
+ * one per data span in order) come from the file at the span's offset
+ * (a raw image's guest offsets are its file's). */
+static int file_pieces(struct nbd_req *q, const struct span *s, unsigned n)
+{
+    unsigned k = 0;
+
+    q->file_off = calloc((size_t)q->iovcnt, sizeof(*q->file_off));
+    if (!q->file_off)
+        return -ENOMEM;
+    for (int i = 0; i < q->iovcnt; i++) {
+        if (q->iov[i].iov_base)
+            continue;
+        while (k < n && s[k].hole)
+            k++;
+        if (k == n)
+            return -EINVAL;
+        q->file_off[i] = s[k++].offset;
+    }
+    return 0;
+}
+
 static int reply_simple(struct nbd_req *q, bool with_data)
 {
     q->meta = malloc(NBD_SIMPLE_REPLY_SIZE);
@@ -130,6 +164,9 @@ static int reply_simple(struct nbd_req *q, bool with_data)
     if (with_data && q->error == 0) {
         q->iov[1] = (struct iovec){ q->buf, q->r.length };
         q->iovcnt = 2;
+        if (q->splice)
+            return file_pieces(q, &(struct span){ q->r.offset,
+                                                  q->r.length, false }, 1);
     }
     return 0;
 }
@@ -169,11 +206,6 @@ static int reply_error(struct nbd_req *q, uint32_t nbd_error, const char *msg)
 }
 
 /* --- READ --- */
-
-struct span {
-    uint64_t offset, length;
-    bool hole;
-};
 
 /* Cut [off, off+len) into data and hole spans; past READ_HOLES_MAX
  * spans the rest counts as data. */
@@ -239,10 +271,11 @@ static int reply_read_chunks(struct nbd_req *q, const struct span *s,
             p += 28;
             q->iov[q->iovcnt++] = (struct iovec){ start, 28 };
             q->iov[q->iovcnt++] = (struct iovec){
-                (char *)q->buf + (s[i].offset - q->r.offset), s[i].length };
+                q->buf ? (char *)q->buf + (s[i].offset - q->r.offset) : NULL,
+                s[i].length };
         }
     }
-    return 0;
+    return q->splice ? file_pieces(q, s, n) : 0;
 }
 
 static int serve_read(struct nbd_req *q, const char **msg)
@@ -261,7 +294,13 @@ static int serve_read(struct nbd_req *q, const char **msg)
         if (ret < 0)
             goto out;
     }
-    ret = sd_img_pread(img, q->buf, q->r.length, q->r.offset);
+    if (q->splice) {
+        /* The data is read as it is sent (reply-splice.c). */
+        q->splice_fd = sd_img_raw_fd(img);
+        ret = q->splice_fd < 0 ? q->splice_fd : 0;
+    } else {
+        ret = sd_img_pread(img, q->buf, q->r.length, q->r.offset);
+    }
     if (ret < 0) {
         *msg = sd_img_strerror(img, ret);
         goto out;
@@ -503,6 +542,9 @@ static void finish_request(struct nbd_req *q)
         if (q->iov != q->iov_inline)
             free(q->iov);
         q->iov = NULL;
+        free(q->file_off);
+        q->file_off = NULL;
+        q->splice = false;
         ret = reply_error(q, nbd_errno_of(ret), msg);
     } else {
         export_stats_count(q->c->def->stats, op_of(q->r.type),
@@ -581,6 +623,7 @@ static void free_req(struct nbd_req *q)
     free(q->meta);
     if (q->iov != q->iov_inline)
         free(q->iov);
+    free(q->file_off);
     free(q);
 }
 
@@ -606,6 +649,11 @@ static struct nbd_req *gather(struct conn *c, struct iovec *iov, int *n)
     for (struct nbd_req *q = first; q; q = q->next) {
         if (!q->iov || (*n && *n + q->iovcnt > SEND_IOV_MAX))
             break;
+        if (q->file_off) {      /* spliced: goes out on its own */
+            if (!*n)
+                last = q;
+            break;
+        }
         memcpy(iov + *n, q->iov, (size_t)q->iovcnt * sizeof(*iov));
         *n += q->iovcnt;
         last = q;
@@ -634,8 +682,11 @@ static void sender(void *arg)
         if (!c->send_head)
             break;
         batch = gather(c, iov, &n);
-        if (c->send_error == 0 && n > 0) {
-            int ret = conn_writev(c, iov, n);
+        if (c->send_error == 0 && (n > 0 || batch->file_off)) {
+            int ret = batch->file_off
+                ? conn_send_spliced(c, batch->iov, batch->file_off,
+                                    batch->iovcnt, batch->splice_fd)
+                : conn_writev(c, iov, n);
             if (ret < 0) {
                 c->send_error = ret;
                 sd_log_info("%s: sending replies failed: %s", c->label,
@@ -792,6 +843,13 @@ static void account(struct conn *c, struct nbd_req *q)
     c->worker->budget_used += q->budget;
 }
 
+/* Plain connections to raw images splice large reads. */
+static bool wants_splice(struct conn *c, const struct nbd_req *q)
+{
+    return !c->tls && q->r.length >= SPLICE_MIN &&
+           image_of(c)->format == SD_FORMAT_RAW && conn_splice_ready(c);
+}
+
 static void start_request(struct conn *c, struct nbd_req *q,
                           enum request_verdict verdict)
 {
@@ -806,7 +864,10 @@ static void start_request(struct conn *c, struct nbd_req *q,
         queue_reply(q);
         return;
     }
-    if (q->r.type == NBD_CMD_READ && !(q->buf = req_buf_get(c, q->r.length))) {
+    if (q->r.type == NBD_CMD_READ && wants_splice(c, q))
+        q->splice = true;
+    else if (q->r.type == NBD_CMD_READ &&
+             !(q->buf = req_buf_get(c, q->r.length))) {
         if (reply_error(q, NBD_ENOMEM, "out of memory") < 0)
             conn_request_close(c, false);
         queue_reply(q);

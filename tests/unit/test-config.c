@@ -761,6 +761,26 @@ static void expect_ini_main_error(const char *text, unsigned line,
     sd_export_list_clear(&list);
 }
 
+/* nbd-server's splice = true|false: large reads of raw images are
+ * spliced either way, so both are accepted. */
+Test(config, ini_splice_either_way)
+{
+    const char *texts[] = { "[generic]\nsplice = true\n",
+                            "[generic]\nsplice = false\n" };
+
+    for (size_t i = 0; i < 2; i++) {
+        struct sd_server_config srv;
+        struct sd_export_list list = { 0 };
+        struct sd_error e;
+
+        cr_assert_eq(sd_config_load_nbd_ini(write_file("m.conf", texts[i]),
+                                            &srv, &list, &e), 0, "%s",
+                     e.msg);
+        sd_server_config_clear(&srv);
+        sd_export_list_clear(&list);
+    }
+}
+
 Test(config, ini_generic_errors)
 {
     expect_ini_main_error("[generic]\nuser = nbd\n", 2, "key \"user\"");
@@ -769,7 +789,8 @@ Test(config, ini_generic_errors)
                           "key \"tlsprio\"");
     expect_ini_main_error("[generic]\noldstyle = true\n", 2,
                           "key \"oldstyle\"");
-    expect_ini_main_error("[generic]\nsplice = true\n", 2, "key \"splice\"");
+    expect_ini_main_error("[generic]\nsplice = maybe\n", 2,
+                          "splice: expected true or false");
     expect_ini_main_error("[generic]\nallowlist = false\n", 2,
                           "key \"allowlist\"");
     expect_ini_main_error("[generic]\nfoo = 1\n", 2, "unknown key \"foo\"");
