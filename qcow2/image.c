@@ -204,9 +204,11 @@ const char *sd_img_format_name(const struct sd_img *img) { return img->ops->name
 struct sd_img *sd_img_backing(const struct sd_img *img) { return img->backing; }
 const char *sd_img_corrupt_reason(const struct sd_img *img) { return img->corrupt_reason; }
 
-int sd_img_raw_fd(const struct sd_img *img)
+int sd_img_splice_fd(const struct sd_img *img)
 {
-    return img->ops == &sd_raw_ops ? img->file->fd : -ENOTSUP;
+    if (img->ops != &sd_raw_ops || !img->file->in_memory)
+        return -ENOTSUP;
+    return img->file->fd;
 }
 
 void sd_img_get_caps(const struct sd_img *img, struct sd_img_caps *caps)

@@ -148,11 +148,13 @@ const char *sd_img_format_name(const struct sd_img *img);
 struct sd_img *sd_img_backing(const struct sd_img *img);
 void sd_img_get_caps(const struct sd_img *img, struct sd_img_caps *caps);
 int sd_img_get_info(struct sd_img *img, struct sd_img_info *info);
-/* The file a raw image reads from, for callers that move its data
- * without reading it (splice): guest offsets are the file's, and the
- * descriptor (buffered, never the O_DIRECT twin) stays open as long as
- * the image. -ENOTSUP for other formats. */
-int sd_img_raw_fd(const struct sd_img *img);
+/* For callers that move a raw image's data without reading it
+ * (splice): the file it reads from, when that is on tmpfs or ramfs
+ * (guest offsets are the file's; the descriptor stays open as long as
+ * the image). -ENOTSUP for other formats, and for files on a device,
+ * whose data is read with O_DIRECT (many reads at once, no page cache)
+ * rather than spliced from the page cache one reply at a time. */
+int sd_img_splice_fd(const struct sd_img *img);
 /* Why the image refuses writes (marked corrupt), or NULL. */
 const char *sd_img_corrupt_reason(const struct sd_img *img);
 

@@ -89,6 +89,7 @@ static int open_image(struct sd_server *srv, const char *path,
     im->format = format_of(im->img);
     im->size = sd_img_size(im->img);
     sd_img_get_caps(im->img, &im->caps);
+    im->splice_fd = sd_img_splice_fd(im->img);
     atomic_fetch_add(&im->owner->n_images, 1);
     sd_img_set_ring(im->img, &im->owner->ring);
     *out = im;

@@ -49,6 +49,7 @@ struct srv_image {
     bool direct;
     bool temporary;                /* throw-away overlay, not in the table */
     struct sd_img *img;
+    int splice_fd;                 /* sd_img_splice_fd(), or negative */
     struct sd_img_caps caps;
     uint64_t size;
     struct worker *owner;

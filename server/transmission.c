@@ -284,7 +284,7 @@ static int serve_read(struct nbd_req *q, const char **msg)
     bool chunked = q->c->structured && !(q->r.flags & NBD_CMD_FLAG_DF);
     struct span *spans = NULL;
     unsigned n = 0;
-    int ret;
+    int ret = 0;
 
     if (chunked) {
         spans = malloc(2 * READ_HOLES_MAX * sizeof(*spans));
@@ -294,13 +294,9 @@ static int serve_read(struct nbd_req *q, const char **msg)
         if (ret < 0)
             goto out;
     }
-    if (q->splice) {
-        /* The data is read as it is sent (reply-splice.c). */
-        q->splice_fd = sd_img_raw_fd(img);
-        ret = q->splice_fd < 0 ? q->splice_fd : 0;
-    } else {
+    /* A spliced read's data is read as it is sent (reply-splice.c). */
+    if (!q->splice)
         ret = sd_img_pread(img, q->buf, q->r.length, q->r.offset);
-    }
     if (ret < 0) {
         *msg = sd_img_strerror(img, ret);
         goto out;
@@ -843,11 +839,11 @@ static void account(struct conn *c, struct nbd_req *q)
     c->worker->budget_used += q->budget;
 }
 
-/* Plain connections to raw images splice large reads. */
+/* Plain connections to raw images in memory splice large reads. */
 static bool wants_splice(struct conn *c, const struct nbd_req *q)
 {
     return !c->tls && q->r.length >= SPLICE_MIN &&
-           image_of(c)->format == SD_FORMAT_RAW && conn_splice_ready(c);
+           image_of(c)->splice_fd >= 0 && conn_splice_ready(c);
 }
 
 static void start_request(struct conn *c, struct nbd_req *q,
@@ -864,8 +860,10 @@ static void start_request(struct conn *c, struct nbd_req *q,
         queue_reply(q);
         return;
     }
-    if (q->r.type == NBD_CMD_READ && wants_splice(c, q))
+    if (q->r.type == NBD_CMD_READ && wants_splice(c, q)) {
         q->splice = true;
+        q->splice_fd = image_of(c)->splice_fd;
+    }
     else if (q->r.type == NBD_CMD_READ &&
              !(q->buf = req_buf_get(c, q->r.length))) {
         if (reply_error(q, NBD_ENOMEM, "out of memory") < 0)
