@@ -17,6 +17,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <ucontext.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -122,6 +123,26 @@ static void co_trampoline(void)
     }
 }
 
+/* Stacks are mapped, not malloc'd: only the pages a coroutine touches
+ * are resident, the same whatever malloc's threshold for mapping large
+ * blocks has drifted to (with stacks from the heap, 1,000 idle
+ * connections cost 21 or 33 KiB each depending on what the process had
+ * freed before). */
+static void *stack_new(void)
+{
+    void *p = mmap(NULL, CO_STACK_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE,
+                   -1, 0);
+
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void stack_free(void *stack)
+{
+    if (stack)
+        (void)munmap(stack, CO_STACK_SIZE);
+}
+
 static struct coroutine *co_boot(void)
 {
     struct coroutine *volatile co = calloc(1, sizeof(*co));
@@ -129,9 +150,9 @@ static struct coroutine *co_boot(void)
 
     if (!co)
         return NULL;
-    co->stack = malloc(CO_STACK_SIZE);
+    co->stack = stack_new();
     if (!co->stack || getcontext(&uc) < 0) {
-        free(co->stack);
+        stack_free(co->stack);
         free(co);
         return NULL;
     }
@@ -178,7 +199,7 @@ static void co_release(struct coroutine *co)
         co_tls.pool_len++;
         return;
     }
-    free(co->stack);
+    stack_free(co->stack);
     free(co);
 }
 
@@ -187,7 +208,7 @@ void co_thread_release_pool(void)
     while (co_tls.pool) {
         struct coroutine *co = co_tls.pool;
         co_tls.pool = co->next_ready;
-        free(co->stack);
+        stack_free(co->stack);
         free(co);
     }
     co_tls.pool_len = 0;
