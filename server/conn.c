@@ -346,41 +346,42 @@ static int tls_put(struct conn *c, const void *buf, size_t n)
  * took two records. Pieces of a record's size or more go direct. */
 static int tls_writev(struct conn *c, const struct iovec *iov, int iovcnt)
 {
-    char rec[TLS_RECORD_PLAINTEXT];
+    /* From the pool, not the stack: a 16 KiB frame here pushed every
+     * call below it onto four more pages of each connection's stack. */
+    char *rec = buf_pool_get(&c->worker->bufs, TLS_RECORD_PLAINTEXT);
     size_t used = 0;
+    int ret = 0;
 
-    for (int i = 0; i < iovcnt; i++) {
+    if (!rec)
+        return -ENOMEM;
+    for (int i = 0; i < iovcnt && ret == 0; i++) {
         const char *p = iov[i].iov_base;
         size_t left = iov[i].iov_len;
 
-        while (left) {
-            bool gather = used || left < sizeof(rec);
-            size_t room = gather ? sizeof(rec) - used : TLS_WRITE_PIECE;
+        while (left && ret == 0) {
+            bool gather = used || left < TLS_RECORD_PLAINTEXT;
+            size_t room = gather ? TLS_RECORD_PLAINTEXT - used
+                                 : TLS_WRITE_PIECE;
             size_t n = left < room ? left : room;
-            int ret = 0;
 
             if (gather) {
                 memcpy(rec + used, p, n);
                 used += n;
-                if (used == sizeof(rec)) {
+                if (used == TLS_RECORD_PLAINTEXT) {
                     ret = tls_put(c, rec, used);
                     used = 0;
                 }
             } else {
                 ret = tls_put(c, p, n);
             }
-            if (ret < 0)
-                return ret;
             p += n;
             left -= n;
         }
     }
-    if (used) {
-        int ret = tls_put(c, rec, used);
-        if (ret < 0)
-            return ret;
-    }
-    return tls_flush(c, NULL);
+    if (ret == 0 && used)
+        ret = tls_put(c, rec, used);
+    buf_pool_put(&c->worker->bufs, rec, TLS_RECORD_PLAINTEXT);
+    return ret < 0 ? ret : tls_flush(c, NULL);
 }
 
 int conn_writev(struct conn *c, struct iovec *iov, int iovcnt)
