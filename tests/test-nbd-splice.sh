@@ -30,8 +30,10 @@ fallocate -p -o 21M -l 3M "$img"
 cp --sparse=always "$img" "$scratch/disk.raw"
 
 check_reads() {  # check_reads URI LABEL PIPES(yes|no)
+    PYTHONPATH=$top_srcdir/tests/tools \
     "$PYTHON" - "$1" "$img" "$2" "$SRV_PID" "$3" <<'PY' || fail "$2: reads differ from the file"
 import os, random, sys, nbd
+from reads_in_flight import read_and_check
 uri, path, label, pid, pipes = sys.argv[1:6]
 want = open(path, "rb").read()
 
@@ -48,7 +50,7 @@ for structured in (True, False):
     rng = random.Random(11)
     sizes = [65535, 65536, 65537, 200000, 262144, 1 << 20, (1 << 20) + 512,
              3 << 20, 4096]
-    reqs = []
+    ranges = []
     for i in range(300):
         n = rng.choice(sizes)
         off = rng.randrange(0, len(want) - n)
@@ -56,16 +58,8 @@ for structured in (True, False):
             edge = rng.choice([1 << 20, 2 << 20, 5 * 1048576 + 4096,
                                21 << 20])
             off = max(0, min(len(want) - n, edge - rng.randrange(0, n)))
-        buf = nbd.Buffer(n)
-        reqs.append((h.aio_pread(buf, off), buf, off, n))
-        while h.aio_in_flight() >= 16:
-            h.poll(-1)
-    while h.aio_in_flight() > 0:
-        h.poll(-1)
-    for cookie, buf, off, n in reqs:
-        assert h.aio_command_completed(cookie)
-        assert buf.to_bytearray() == want[off:off + n], \
-            f"{label} structured={structured}: {n} at {off}"
+        ranges.append((off, n))
+    read_and_check(h, want, ranges, 16, f"{label} structured={structured}")
     # The whole image in one read, larger than the pipe.
     assert h.pread(len(want), 0) == want, f"{label}: whole image"
     # Spliced replies went through a pipe of this connection's.

@@ -51,8 +51,10 @@ done
 # Many reads in flight at once, of every size around a record's (16 KiB)
 # and spanning a hole: the server gathers reply headers and small reads
 # into shared records, and splits large ones; every byte must come back.
+PYTHONPATH=$top_srcdir/tests/tools \
 "$PYTHON" - "$(x509_uri raw)" "$scratch/data.bin" <<'PY' || fail "reads in flight over TLS"
 import random, sys, nbd
+from reads_in_flight import read_and_check
 uri, path = sys.argv[1], sys.argv[2]
 exp = bytearray(open(path, "rb").read())
 exp[1 << 20:(1 << 20) + 65536] = b"\x3c" * 65536
@@ -63,22 +65,14 @@ h.zero(1 << 20, 4 << 20)                  # may unmap: a hole on raw
 exp[4 << 20:5 << 20] = bytes(1 << 20)
 rng = random.Random(7)
 sizes = [1, 16, 512, 4096, 4097, 16368, 16384, 16400, 65536, 200000, 300000]
-reqs = []
+ranges = []
 for i in range(400):
     n = rng.choice(sizes)
     off = rng.randrange(0, len(exp) - n)
     if i % 4 == 0:                          # across the hole's start
         off = (4 << 20) - rng.randrange(0, n)
-    buf = nbd.Buffer(n)
-    reqs.append((h.aio_pread(buf, off), buf, off, n))
-    while h.aio_in_flight() >= 64:
-        h.poll(-1)
-while h.aio_in_flight() > 0:
-    h.poll(-1)
-for cookie, buf, off, n in reqs:
-    assert h.aio_command_completed(cookie)
-    got = buf.to_bytearray()
-    assert got == exp[off:off + n], f"read of {n} at {off} differs"
+    ranges.append((off, n))
+read_and_check(h, exp, ranges, 64, "TLS")
 h.shutdown()
 PY
 
