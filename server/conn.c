@@ -346,8 +346,10 @@ static int tls_put(struct conn *c, const void *buf, size_t n)
  * took two records. Pieces of a record's size or more go direct. */
 static int tls_writev(struct conn *c, const struct iovec *iov, int iovcnt)
 {
-    /* From the pool, not the stack: a 16 KiB frame here pushed every
-     * call below it onto four more pages of each connection's stack. */
+    /* From the pool, not a 16 KiB stack frame: inlined into
+     * conn_writev, such a frame would push every call below it four
+     * pages deeper into each connection's coroutine stack, and touched
+     * stack pages stay resident. */
     char *rec = buf_pool_get(&c->worker->bufs, TLS_RECORD_PLAINTEXT);
     size_t used = 0;
     int ret = 0;
