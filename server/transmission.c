@@ -863,9 +863,8 @@ static void start_request(struct conn *c, struct nbd_req *q,
     if (q->r.type == NBD_CMD_READ && wants_splice(c, q)) {
         q->splice = true;
         q->splice_fd = image_of(c)->splice_fd;
-    }
-    else if (q->r.type == NBD_CMD_READ &&
-             !(q->buf = req_buf_get(c, q->r.length))) {
+    } else if (q->r.type == NBD_CMD_READ &&
+               !(q->buf = req_buf_get(c, q->r.length))) {
         if (reply_error(q, NBD_ENOMEM, "out of memory") < 0)
             conn_request_close(c, false);
         queue_reply(q);
