@@ -62,8 +62,8 @@ struct nbd_req {
     struct iovec *iov;          /* reply (iov_inline or owned) */
     int iovcnt;
     struct iovec iov_inline[2];
-    bool splice;                /* a read whose data is spliced */
-    int splice_fd;              /* from this file, */
+    bool splice;                /* a read whose data is spliced from the
+                                 * image's splice_fd */
     uint64_t *file_off;         /* at these offsets (per iov; owned) */
 };
 
@@ -681,7 +681,7 @@ static void sender(void *arg)
         if (c->send_error == 0 && (n > 0 || batch->file_off)) {
             int ret = batch->file_off
                 ? conn_send_spliced(c, batch->iov, batch->file_off,
-                                    batch->iovcnt, batch->splice_fd)
+                                    batch->iovcnt, image_of(c)->splice_fd)
                 : conn_writev(c, iov, n);
             if (ret < 0) {
                 c->send_error = ret;
@@ -862,7 +862,6 @@ static void start_request(struct conn *c, struct nbd_req *q,
     }
     if (q->r.type == NBD_CMD_READ && wants_splice(c, q)) {
         q->splice = true;
-        q->splice_fd = image_of(c)->splice_fd;
     } else if (q->r.type == NBD_CMD_READ &&
                !(q->buf = req_buf_get(c, q->r.length))) {
         if (reply_error(q, NBD_ENOMEM, "out of memory") < 0)
