@@ -31,13 +31,15 @@ FIO_SECONDS=
 CLIENTS=64
 EXPORTS=1000
 IDLE=1000
+QUIET_WAIT=180
 INSTALL=1
 
 usage() {
     cat <<EOF
 Usage: $ME [--quick|--full] [--build DIR] [--out DIR] [--rows REGEX]
            [--reps N] [--servers LIST] [--size N] [--fio-seconds N]
-           [--clients N] [--exports N] [--idle N] [--no-install]
+           [--clients N] [--exports N] [--idle N] [--quiet-wait N]
+           [--no-install]
 
   --quick          256 MiB transfers, 3 s fio runs, 1 repetition and a
                    subset of the place/transport matrix (default; minutes)
@@ -56,6 +58,9 @@ Usage: $ME [--quick|--full] [--build DIR] [--out DIR] [--rows REGEX]
   --clients N      clients (and exports) of the many-clients row (64)
   --exports N      exports in the reload rows (1000)
   --idle N         idle connections of the memory row (1000)
+  --quiet-wait N   before each row, wait up to N seconds for the 1-minute
+                   load average to fall to the number of cores (180; 0:
+                   do not wait)
   --no-install     do not apt-get install missing peers
 EOF
 }
@@ -87,6 +92,7 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS=${2:?}; shift ;;
     --exports) EXPORTS=${2:?}; shift ;;
     --idle) IDLE=${2:?}; shift ;;
+    --quiet-wait) QUIET_WAIT=${2:?}; shift ;;
     --no-install) INSTALL=0 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
@@ -99,6 +105,7 @@ if [ "$MODE" = full ]; then
 else
     : "${SIZE:=$((256 << 20))}" "${FIO_SECONDS:=3}" "${REPS:=1}"
 fi
+[[ $QUIET_WAIT =~ ^[0-9]+$ ]] || die "--quiet-wait wants a number of seconds"
 for v in REPS FIO_SECONDS CLIENTS EXPORTS IDLE; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "${v,,} wants a positive number"
 done
@@ -195,6 +202,23 @@ settle() {
 }
 
 now() { date +%s.%N; }
+
+# Before each row: a row that follows a heavy one (64 clients, say) would
+# otherwise run while writeback and the load of the last still settle.
+# Waits until the 1-minute load average is at most the number of cores,
+# for at most QUIET_WAIT seconds, and says how long it waited.
+wait_for_quiet() {
+    local cores waited=0 load
+    cores=$(nproc)
+    sync
+    while :; do
+        load=$(cut -d ' ' -f 1 /proc/loadavg)
+        awk -v l="$load" -v c="$cores" 'BEGIN { exit !(l <= c) }' && break
+        (( waited >= QUIET_WAIT )) && { note "load still $load after ${waited} s; going on"; return 0; }
+        sleep 5; waited=$(( waited + 5 ))
+    done
+    (( waited == 0 )) || note "waited ${waited} s for the load to settle ($load)"
+}
 
 # CPU ticks (user + system, own and reaped children) of the given PIDs.
 cpu_ticks() {
@@ -903,6 +927,7 @@ note "servers: $SERVERS; scratch: $DISK_DIR (disk), $TMPFS_DIR (tmpfs)"
 T_START=$(date +%s)
 LOAD_BEFORE=$(cut -d ' ' -f 1-3 /proc/loadavg)
 for row in "${ROWS[@]}"; do
+    wait_for_quiet
     note "$row (at $(( $(date +%s) - T_START )) s)"
     for rep in $(seq 1 "$REPS"); do
         for server in $SERVERS; do

@@ -24,7 +24,7 @@ rows+='|clients-|reload-|idle-)'
 SENDENSE_BENCH_DIR=$scratch SENDENSE_NBD=$SENDENSE_NBD SENDENSE_IMG=$SENDENSE_IMG \
     bash "$top_srcdir/bench/nbd-bench.sh" --quick --no-install --build "$build" \
     --out "$out" --rows "$rows" --size 16M --fio-seconds 1 --clients 4 \
-    --exports 100 --idle 50 > "$scratch/bench.out" 2> "$scratch/bench.err" || {
+    --exports 100 --idle 50 --quiet-wait 0 > "$scratch/bench.out" 2> "$scratch/bench.err" || {
     cat "$scratch/bench.err" >&2
     fail "nbd-bench.sh failed"
 }
