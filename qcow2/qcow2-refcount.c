@@ -350,28 +350,41 @@ static int grow_file(struct sd_img *img, uint64_t end)
     return blk_truncate(img->file, end);
 }
 
-/* Reserve at least n clusters at the end of the file. */
-static int reserve(struct sd_img *img, uint64_t n)
+/* How many clusters to reserve when n are needed now.
+ *
+ * Each batch costs a sync (tens of milliseconds on a busy disk, and every
+ * allocating write waits for it; in page-cache mode it also writes out
+ * every dirty page), so batches are large: an eighth of the virtual size
+ * from the start, as large as the file once it has grown past that, at
+ * least 32 MiB and at most 1 GiB, and under RESERVE_MAX_CLUSTERS when
+ * clusters are small (each cluster costs a refcount update). The growth is
+ * sparse and a clean close gives the unused part back; after a crash it is
+ * a leak. */
+static uint64_t batch_clusters(struct sd_img *img, uint64_t n)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t min = RESERVE_MIN_BYTES >> s->cluster_bits;
-    uint64_t start;
-    int ret;
+    uint64_t grow = img->size / 8;
 
-    /* Each batch costs a sync, which in page-cache mode writes out every
-     * dirty page: batches grow with the image, from 32 MiB to 1 GiB, and
-     * stay under RESERVE_MAX_CLUSTERS when clusters are small (each
-     * cluster costs a refcount update). After a crash the unused part of
-     * a batch is a leak. */
-    uint64_t grow = (s->file_end / 4) >> s->cluster_bits;
-    if (grow > min)
-        min = grow;
+    if (grow < s->file_end)
+        grow = s->file_end;
+    if ((grow >> s->cluster_bits) > min)
+        min = grow >> s->cluster_bits;
     if (min > (RESERVE_MAX_BYTES >> s->cluster_bits))
         min = RESERVE_MAX_BYTES >> s->cluster_bits;
     if (min > RESERVE_MAX_CLUSTERS)
         min = RESERVE_MAX_CLUSTERS;
-    if (n < min)
-        n = min;
+    return n > min ? n : min;
+}
+
+/* Reserve at least n clusters at the end of the file. */
+static int reserve(struct sd_img *img, uint64_t n)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t start;
+    int ret;
+
+    n = batch_clusters(img, n);
     for (;;) {
         start = s->file_end;
         uint64_t first = (start >> s->cluster_bits) / s->refblock_entries;

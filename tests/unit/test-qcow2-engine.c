@@ -395,9 +395,39 @@ Test(engine, close_gives_back_unused_reservation)
     write_pattern(img, 0, 65536, 0x77);
     cr_assert_eq(sd_img_close(img), 0);
     cr_assert_eq(stat(path("g.qcow2"), &st), 0);
-    /* The 32 MiB batch the write came from is not left in the file. */
+    /* The 128 MiB batch the write came from is not left in the file. */
     cr_assert_lt(st.st_size, 1 << 20, "file size %lld", (long long)st.st_size);
     assert_clean("g.qcow2");
+}
+
+/* Every reservation costs a sync that allocating writes wait for, so the
+ * first is an eighth of the virtual size (at least 32 MiB, at most 1 GiB)
+ * and the file grows sparsely over it while the image is open. */
+static off_t size_after_first_write(const char *name, const char *vsize)
+{
+    struct stat st;
+
+    sh("qemu-img create -q -f qcow2 '%s' %s", path(name), vsize);
+    struct sd_img *img = open_rw(name);
+    write_pattern(img, 0, 65536, 0x5a);
+    cr_assert_eq(stat(path(name), &st), 0);
+    cr_assert_lt((uint64_t)st.st_blocks * 512, 4 << 20,
+                 "%s: %lld bytes allocated", vsize,
+                 (long long)st.st_blocks * 512);
+    cr_assert_eq(sd_img_close(img), 0);
+    assert_clean(name);
+    return st.st_size;
+}
+
+Test(engine, first_reservation_scales_with_the_virtual_size)
+{
+    off_t small = size_after_first_write("r1.qcow2", "64M");
+    off_t mid = size_after_first_write("r2.qcow2", "4G");
+    off_t huge = size_after_first_write("r3.qcow2", "64G");
+
+    cr_assert(small >= 32 << 20 && small < 34 << 20, "64M: %lld", (long long)small);
+    cr_assert(mid >= 512 << 20 && mid < 514 << 20, "4G: %lld", (long long)mid);
+    cr_assert(huge >= 1 << 30 && huge < (1 << 30) + (2 << 20), "64G: %lld", (long long)huge);
 }
 
 Test(engine, writable_open_marks_auto_bitmaps_in_use)
