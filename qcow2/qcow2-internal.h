@@ -156,6 +156,7 @@ void qcow2_cache_discard(struct qcow2_cache *c, uint64_t offset);
 /* qcow2-refcount.c */
 int qcow2_refcount_init(struct sd_img *img, struct sd_error *err);
 int qcow2_get_refcount(struct sd_img *img, uint64_t host_off, uint64_t *rc);
+int qcow2_find_image_end(struct sd_img *img);
 /* Hand out up to nclusters contiguous clusters whose refcount is already
  * durably 1. Caller holds alloc_lock. *got >= 1 on success. */
 int qcow2_alloc_clusters(struct sd_img *img, uint64_t nclusters,

@@ -139,6 +139,29 @@ int qcow2_get_refcount(struct sd_img *img, uint64_t host_off, uint64_t *rc)
     return 0;
 }
 
+/* A block device does not end where the image does: the image ends after
+ * its last cluster in use, and new clusters go there. */
+int qcow2_find_image_end(struct sd_img *img)
+{
+    struct qcow2_state *s = qcow2_state(img);
+
+    for (uint64_t i = s->reftable_entries; i-- > 0; ) {
+        if (!s->reftable[i])
+            continue;
+        for (uint64_t k = s->refblock_entries; k-- > 0; ) {
+            uint64_t cluster = i * s->refblock_entries + k, rc;
+            int ret = qcow2_get_refcount(img, cluster << s->cluster_bits, &rc);
+            if (ret < 0)
+                return ret;
+            if (rc) {
+                s->file_end = (cluster + 1) << s->cluster_bits;
+                return 0;
+            }
+        }
+    }
+    return 0;
+}
+
 static int grow_reftable(struct sd_img *img, uint64_t min_index);
 static int set_refcount(struct sd_img *img, uint64_t host_off, uint64_t val);
 
@@ -359,12 +382,13 @@ static int grow_file(struct sd_img *img, uint64_t end)
  * least 32 MiB and at most 1 GiB, and under RESERVE_MAX_CLUSTERS when
  * clusters are small (each cluster costs a refcount update). The growth is
  * sparse and a clean close gives the unused part back; after a crash it is
- * a leak. */
-static uint64_t batch_clusters(struct sd_img *img, uint64_t n)
+ * a leak. On a block device a batch stops at the device's end (a write
+ * past it would fail), and n clusters that do not fit are -ENOSPC. */
+static int batch_clusters(struct sd_img *img, uint64_t *n)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t min = RESERVE_MIN_BYTES >> s->cluster_bits;
-    uint64_t grow = img->size / 8;
+    uint64_t grow = img->size / 8, dev_size, room;
 
     if (grow < s->file_end)
         grow = s->file_end;
@@ -374,7 +398,20 @@ static uint64_t batch_clusters(struct sd_img *img, uint64_t n)
         min = RESERVE_MAX_BYTES >> s->cluster_bits;
     if (min > RESERVE_MAX_CLUSTERS)
         min = RESERVE_MAX_CLUSTERS;
-    return n > min ? n : min;
+    if (img->file->is_blockdev) {
+        int ret = blk_get_size(img->file, &dev_size);
+        if (ret < 0)
+            return ret;
+        room = dev_size > s->file_end ? (dev_size - s->file_end) >> s->cluster_bits
+                                      : 0;
+        if (*n > room)
+            return -ENOSPC;
+        if (min > room)
+            min = room;
+    }
+    if (*n < min)
+        *n = min;
+    return 0;
 }
 
 /* Reserve at least n clusters at the end of the file. */
@@ -384,7 +421,9 @@ static int reserve(struct sd_img *img, uint64_t n)
     uint64_t start;
     int ret;
 
-    n = batch_clusters(img, n);
+    ret = batch_clusters(img, &n);
+    if (ret < 0)
+        return ret;
     for (;;) {
         start = s->file_end;
         uint64_t first = (start >> s->cluster_bits) / s->refblock_entries;

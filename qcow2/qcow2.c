@@ -242,6 +242,14 @@ static int qcow2_open(struct sd_img *img, const struct sd_img_open_opts *opts,
         ret = sd_error_set(err, -ENOMEM, "out of memory");
         goto out_fail;
     }
+    if (img->file->is_blockdev) {
+        ret = qcow2_find_image_end(img);
+        if (ret < 0) {
+            sd_error_set(err, ret, "'%s': could not read the refcounts that "
+                         "tell where the image ends on the device", img->path);
+            goto out_fail;
+        }
+    }
     if (s->h.backing_file && !opts->no_backing) {
         ret = open_backing(img, err);
         if (ret < 0)
