@@ -19,6 +19,10 @@
  * extended L2 entries only the partial subclusters at either end of the
  * write that were not already allocated; without them the whole cluster.
  * Bytes already allocated in place are never rewritten from a stale copy.
+ * A fill of zeros into a new host cluster is not written at all: new
+ * clusters come from reservations the file was grown over sparsely and
+ * nothing has written since (qcow2-refcount.c), so they read as zeros
+ * already. Not on a block device, where they hold whatever was there.
  */
 #include "config.h"
 
@@ -178,6 +182,18 @@ static bool subc_allocated(const struct qcow2_state *s,
     return !p->new_host && ((p->old_bitmap >> sc) & 1);
 }
 
+/* Whether what a fill would copy into a new host cluster is zeros: an
+ * unallocated cluster with no backing image, or a zero cluster. */
+static bool old_reads_zero(const struct sd_img *img,
+                           const struct qcow2_state *s, uint64_t entry)
+{
+    if (entry & QCOW2_OFLAG_COMPRESSED)
+        return false;
+    if (!s->ext_l2 && s->h.version >= 3 && (entry & QCOW2_OFLAG_ZERO))
+        return true;
+    return !(entry & QCOW2_L2_OFFSET_MASK) && !img->backing;
+}
+
 /* Decide how to write [w_lo, w_hi) of the cluster whose L2 entry is
  * (entry, bitmap). Sets whether a new host cluster is needed. */
 static void plan_cluster(const struct qcow2_state *s, struct cluster_plan *p)
@@ -208,6 +224,20 @@ static void plan_cluster(const struct qcow2_state *s, struct cluster_plan *p)
         p->alloc_mask |= 1ull << sc;
 }
 
+/* plan_cluster(), and no fill of zeros into a new host cluster that
+ * reads as zeros already (new_reads_zero). */
+static void plan_cluster_fill(const struct sd_img *img, bool new_reads_zero,
+                              struct cluster_plan *p)
+{
+    const struct qcow2_state *s = img->priv;
+
+    plan_cluster(s, p);
+    if (p->new_host && new_reads_zero && old_reads_zero(img, s, p->old_entry)) {
+        p->f_lo = p->w_lo;
+        p->f_hi = p->w_hi;
+    }
+}
+
 /* Fill plans for the clusters of [off, off+len) from their L2 entries and
  * allocate the host clusters they need. Caller holds alloc_lock. */
 static int plan_range(struct sd_img *img, uint64_t off, uint64_t len,
@@ -216,6 +246,7 @@ static int plan_range(struct sd_img *img, uint64_t off, uint64_t len,
     struct qcow2_state *s = qcow2_state(img);
     struct qcow2_cache_entry *e;
     uint64_t cstart = off & ~(s->cluster_size - 1);
+    bool new_reads_zero = !img->file->is_blockdev;
     int ret = qcow2_get_l2(img, off, true, &e);
 
     if (ret < 0)
@@ -230,7 +261,7 @@ static int plan_range(struct sd_img *img, uint64_t off, uint64_t len,
         p->w_lo = off > g ? off - g : 0;
         p->w_hi = off + len < g + s->cluster_size ? off + len - g
                                                   : s->cluster_size;
-        plan_cluster(s, p);
+        plan_cluster_fill(img, new_reads_zero, p);
     }
     qcow2_cache_put(&s->l2_cache, e);
     for (unsigned i = 0; i < n; ) {

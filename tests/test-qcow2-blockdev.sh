@@ -2,8 +2,9 @@
 # A qcow2 image made by qemu-img directly on a block device (a loop
 # device over a 96 MiB file, virtual size 1 GiB): the device ends far past
 # the image, so new clusters must go after the image's last cluster in
-# use, not after the device. Writes through the server land, read back,
-# and give the same image as qemu-io writing into a qcow2 file; a write
+# use, not after the device, and a new cluster's unwritten part must be
+# written with zeros (it holds old bytes). Writes through the server
+# give the same image as qemu-io writing into a qcow2 file; a write
 # that does not fit on the device gets ENOSPC while the export keeps
 # serving; `qemu-img check` finds no corruption on the device.
 . "${top_srcdir:-..}/tests/functions.sh"
@@ -12,7 +13,9 @@ requires losetup qemu-img qemu-io
 
 [ "$(id -u)" = 0 ] || { echo "$0: SKIP: loop devices need root"; exit 77; }
 file=$scratch/device.raw
-truncate -s 96M "$file"
+# Old bytes on the device (0xff): they must never show through where the
+# guest did not write.
+head -c 96M /dev/zero | tr '\0' '\377' > "$file"
 dev=$(losetup --find --show "$file" 2>/dev/null) ||
     { echo "$0: SKIP: this kernel gives no loop device"; exit 77; }
 cleanup_fn "losetup -d '$dev'"
@@ -20,7 +23,7 @@ must qemu-img create -q -f qcow2 "$dev" 1G
 
 # The same writes into a qcow2 file by qemu itself: the expected content.
 writes=(-c "write -P 0x33 0 40M" -c "write -P 0x44 500M 20M"
-        -c "write -P 0x55 1020M 4M")
+        -c "write -P 0x55 1020M 4M" -c "write -P 0x77 734007296 8192")
 must qemu-img create -q -f qcow2 "$scratch/expected.qcow2" 1G
 must qemu-io -f qcow2 "${writes[@]}" "$scratch/expected.qcow2"
 

@@ -245,6 +245,31 @@ Test(engine, unaligned_write_copies_the_rest_from_backing)
        path("top.qcow2"));
 }
 
+/* A new cluster comes from a sparse part of the file: the zeros around an
+ * unaligned write into it are not written (no host blocks, half the I/O),
+ * and still read as zeros, through us and through qemu. */
+Test(engine, zero_fill_of_a_new_cluster_is_not_written)
+{
+    struct stat st;
+
+    sh("qemu-img create -q -f qcow2 '%s' 64M", path("z.qcow2"));
+    struct sd_img *img = open_rw("z.qcow2");
+    for (uint64_t c = 0; c < 256; c += 2)
+        write_pattern(img, c * 65536 + 4096, 8192, 0x3c);
+    assert_bytes(img, 2 * 65536, 4096, 0);
+    assert_bytes(img, 2 * 65536 + 4096, 8192, 0x3c);
+    assert_bytes(img, 2 * 65536 + 12288, 65536 - 12288, 0);
+    cr_assert_eq(sd_img_close(img), 0);
+    assert_clean("z.qcow2");
+    cr_assert_eq(stat(path("z.qcow2"), &st), 0);
+    /* 128 clusters written 8 KiB each: 1 MiB of data, 8 MiB with fills. */
+    cr_assert_lt((uint64_t)st.st_blocks * 512, 2 << 20, "%lld bytes allocated",
+                 (long long)st.st_blocks * 512);
+    sh("qemu-io -c 'read -P 0 131072 4096' -c 'read -P 0x3c 135168 8192' "
+       "-c 'read -P 0 143360 53248' '%s' | grep -c Pattern | grep -qx 0",
+       path("z.qcow2"));
+}
+
 struct pending {
     int done, failed;
 };
