@@ -44,7 +44,8 @@ Usage: $ME [--quick|--full] [--build DIR] [--out DIR] [--rows REGEX]
   --quick          256 MiB transfers, 3 s fio runs, 1 repetition and a
                    subset of the place/transport matrix (default; minutes)
   --full           4 GiB transfers, 10 s fio runs, 3 repetitions, every
-                   row on disk and tmpfs, unix socket and TCP (1-1.5 hours)
+                   row on disk and tmpfs, unix socket and TCP (about two
+                   minutes a row: hours for every row)
   --build DIR      build folder holding server/sendense-nbd and
                    qcow2/sendense-img (default: the current folder)
   --out DIR        where the .txt, .csv, .runs.csv and .png go
