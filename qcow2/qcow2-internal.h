@@ -100,12 +100,13 @@ struct qcow2_state {
 
     struct co_mutex alloc_lock;   /* reservations, refcounts, L1 changes */
     uint64_t file_end;            /* first never-used host byte */
-    uint64_t resv_next, resv_end; /* reserved clusters, refcount 1 durable */
+    uint64_t resv_next, resv_end; /* reserved clusters, refcount 1 durable;
+                                   * never written before they are handed
+                                   * out (freed clusters are not reused),
+                                   * so on a file they read as zeros */
 
     struct qcow2_free_range *pending_free;  /* freed at the next flush */
     size_t nr_pending_free, cap_pending_free;
-    struct qcow2_free_range *free_list;     /* free clusters to reuse */
-    size_t nr_free, cap_free;
 
     bool reftable_moving;         /* growing: entries go to memory only */
 

@@ -547,7 +547,8 @@ static int drop_reference(struct sd_img *img, uint64_t host_off)
     if (ret == 0 && rc == 1) {
         qcow2_cache_discard(&s->l2_cache, host_off);
         qcow2_cache_discard(&s->rb_cache, host_off);
-        /* Give the space back; the cluster may be reused later. */
+        /* Give the space back. (Freed clusters are not reused: new ones
+         * come from reservations at the end of the file.) */
         (void)blk_zero_range(img->file, host_off, s->cluster_size, true);
     }
     return ret;

@@ -198,7 +198,6 @@ static void qcow2_free_state(struct qcow2_state *s)
     free(s->l1);
     free(s->reftable);
     free(s->pending_free);
-    free(s->free_list);
     free(s->zero_cluster);
     free(s);
 }
