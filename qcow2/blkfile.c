@@ -359,14 +359,25 @@ int blk_flush(struct blkfile *f)
 {
     int ret;
 
-    if (!f->writable || !f->dirty)
+    if (!f->writable)
+        return 0;
+    /* Clean, but a flush begun earlier may still be syncing: it covers
+     * every write done before this call, and until it ends they are not
+     * durable. Wait for it rather than answer early (if it fails, the
+     * file is dirty again and this flush syncs itself). */
+    while (!f->dirty && f->flushing && co_in_coroutine())
+        co_queue_wait(&f->flushed);
+    if (!f->dirty)
         return 0;
     if (f->log)
         write_log_append(f->log, WLOG_FLUSH, 0, 0, NULL);
     f->dirty = false;
+    f->flushing++;
     ret = sync_file(f);
+    f->flushing--;
     if (ret < 0)
         f->dirty = true;
+    co_queue_wake_all(&f->flushed);
     return ret;
 }
 

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/coroutine.h"
+
 struct sd_ring;
 struct sd_error;
 struct write_log;
@@ -29,7 +31,9 @@ struct blkfile {
     char *path;
     bool writable;
     bool direct;               /* opened O_DIRECT: buffers must be aligned */
-    bool dirty;                /* written since the last flush */
+    bool dirty;                /* written since the last flush began */
+    unsigned flushing;         /* flushes whose sync is under way */
+    struct co_queue flushed;   /* coroutines waiting for one to end */
     int dfd;                   /* O_DIRECT twin of fd for aligned data I/O,
                                 * -1 if none, BLK_DFD_UNOPENED until the
                                 * first data request */
