@@ -225,14 +225,14 @@ static void plan_cluster(const struct qcow2_state *s, struct cluster_plan *p)
 }
 
 /* plan_cluster(), and no fill of zeros into a new host cluster that
- * reads as zeros already (new_reads_zero). */
-static void plan_cluster_fill(const struct sd_img *img, bool new_reads_zero,
-                              struct cluster_plan *p)
+ * reads as zeros already (any but one on a block device). */
+static void plan_cluster_fill(const struct sd_img *img, struct cluster_plan *p)
 {
     const struct qcow2_state *s = img->priv;
 
     plan_cluster(s, p);
-    if (p->new_host && new_reads_zero && old_reads_zero(img, s, p->old_entry)) {
+    if (p->new_host && !img->file->is_blockdev &&
+        old_reads_zero(img, s, p->old_entry)) {
         p->f_lo = p->w_lo;
         p->f_hi = p->w_hi;
     }
@@ -246,7 +246,6 @@ static int plan_range(struct sd_img *img, uint64_t off, uint64_t len,
     struct qcow2_state *s = qcow2_state(img);
     struct qcow2_cache_entry *e;
     uint64_t cstart = off & ~(s->cluster_size - 1);
-    bool new_reads_zero = !img->file->is_blockdev;
     int ret = qcow2_get_l2(img, off, true, &e);
 
     if (ret < 0)
@@ -261,7 +260,7 @@ static int plan_range(struct sd_img *img, uint64_t off, uint64_t len,
         p->w_lo = off > g ? off - g : 0;
         p->w_hi = off + len < g + s->cluster_size ? off + len - g
                                                   : s->cluster_size;
-        plan_cluster_fill(img, new_reads_zero, p);
+        plan_cluster_fill(img, p);
     }
     qcow2_cache_put(&s->l2_cache, e);
     for (unsigned i = 0; i < n; ) {
