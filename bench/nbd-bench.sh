@@ -117,6 +117,7 @@ CLUSTER=65536
 [ -n "$BUILD" ] || BUILD=$PWD
 BUILD=$(cd "$BUILD" && pwd)
 SD_NBD=${SENDENSE_NBD:-$BUILD/server/sendense-nbd}
+SD_PUMP=$BUILD/bench/socket-pump
 SD_IMG=${SENDENSE_IMG:-$BUILD/qcow2/sendense-img}
 [ -x "$SD_NBD" ] || die "$SD_NBD not built (use --build DIR)"
 [ -x "$SD_IMG" ] || die "$SD_IMG not built (use --build DIR)"
@@ -703,6 +704,59 @@ run_ceiling() {  # run_ceiling ROW REP
     return 0
 }
 
+# The transport ceiling of a one-connection sequential row: the same
+# bytes between the same source and file through the same kind of socket,
+# with no protocol (bench/socket-pump.c). Its listening side stands where
+# the server stands; its CPU is measured the same way.
+run_pump() {  # run_pump ROW REP
+    local row=$1 rep=$2 workload target place transport dir file= addr
+    IFS=/ read -r workload target place transport <<< "$row"
+    dir=$(place_dir "$place")
+    if [ ! -x "$SD_PUMP" ]; then
+        record "$row" pump "$rep" unavailable "" "" "" "" "" "" "" "" "" "no $SD_PUMP"
+        return 0
+    fi
+    ensure_inputs "$place"
+    if [ "$transport" = unix ]; then addr=unix:$RUN/pump.sock
+    else addr=tcp:$($TOOL port); fi
+    local serve=(--from "$dir/full.raw") client=(--to-null)
+    case $workload in
+    seq-write-*)
+        file=$dir/pump.raw; rm -f "$file"; truncate -s "$SIZE" "$file"
+        serve=(--to "$file"); client=(--from "$SRC_DATA" --size "$SIZE") ;;
+    esac
+    settle "$place"
+    SERVER_PIDS=(); SAMPLER_PID=
+    rm -f "$RUN/pump.sock"
+    "$SD_PUMP" listen "$addr" "${serve[@]}" > "$SERVER_LOG" 2>&1 &
+    SERVER_PIDS=($!)
+    local i
+    for i in $(seq 1 200); do
+        grep -q '^listening' "$SERVER_LOG" && break
+        sleep 0.02
+    done
+    local t0 t1 c0 c1 rc=0
+    c0=$(cpu_ticks "${SERVER_PIDS[@]}")
+    t0=$(now)
+    "$SD_PUMP" connect "$addr" "${client[@]}" > "$RUN/client.log" 2>&1 || rc=$?
+    t1=$(now)
+    c1=$(cpu_ticks "${SERVER_PIDS[@]}")
+    local rss cpu secs value
+    rss=$(peak_rss_kib)
+    kill -0 "${SERVER_PIDS[0]}" 2>/dev/null || rc=1
+    stop_server
+    cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
+    [ -n "$file" ] && rm -f "$file"
+    if [ "$rc" != 0 ]; then
+        tail -3 "$RUN/client.log" "$SERVER_LOG" >&2
+        record "$row" pump "$rep" failed "" "" "" "" "" "$cpu" "$rss" "" "" "socket pump failed"
+        return 0
+    fi
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')
+    value=$(awk -v b="$SIZE" -v s="$secs" 'BEGIN { printf "%.1f", b / 1048576 / s }')
+    record "$row" pump "$rep" ok "$value" MiB/s "$SIZE" 0 "$secs" "$cpu" "$rss" "" "" "socket pump"
+}
+
 # Many clients: N exports (one file each), N nbdcopy at once, each
 # writing SIZE/16 (at least 1 MiB) into its own export.
 run_clients() {
@@ -939,6 +993,7 @@ for row in "${ROWS[@]}"; do
         # The ceiling: the same pattern by fio on a file in the same place
         # (TLS rows compare with their plaintext row instead).
         case $row in rand-*|seq-*) run_ceiling "$(sed -E 's#^(seq-(write|read)-[0-9]+)c/#\1/#' <<< "$row")" "$rep" ;; esac
+        case $row in seq-*-1c/*) run_pump "$(sed -E 's#^(seq-(write|read)-1)c/#\1/#' <<< "$row")" "$rep" ;; esac
     done
 done
 T_END=$(date +%s)

@@ -45,6 +45,7 @@ kinds = ["seq-write-1c", "seq-write-4c", "seq-read-1c", "seq-read-4c",
 targets = {"raw", "qcow2", "overlay"}
 bad = []
 seen_kinds, seen_targets, seen_places = set(), set(), set()
+pumped = set()
 with open(sys.argv[1], newline="") as f:
     for r in csv.DictReader(f):
         if r["status"] in ("n/a", "unavailable"):
@@ -59,6 +60,8 @@ with open(sys.argv[1], newline="") as f:
         if not ok:
             bad.append("%s %s: %s (%s)" % (r["row"], r["server"], r["status"], r["note"]))
             continue
+        if r["server"] == "pump":
+            pumped.add(r["workload"])
         if r["server"] == "sendense-nbd":
             seen_kinds.add(r["workload"])
             seen_targets.add(r["target"])
@@ -68,6 +71,10 @@ if missing:
     bad.append("no sendense-nbd number for: " + ", ".join(missing))
 if seen_targets != targets:
     bad.append("targets covered: %s" % sorted(seen_targets))
+# The socket pump is the ceiling of every one-connection sequential row.
+for k in ("seq-write-1c", "seq-read-1c"):
+    if k not in pumped:
+        bad.append("no socket-pump number for " + k)
 for p in ("disk/unix", "tmpfs/unix", "tmpfs/tcp"):
     if p not in seen_places:
         bad.append("no row on " + p)

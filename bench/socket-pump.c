@@ -1,0 +1,438 @@
+/* socket-pump: the ceiling of a server's sequential rows.
+ *
+ * It moves the bytes of a sequential row between a socket and a file with
+ * the least work a server could do: no protocol, no request headers, no
+ * image format. The listening side plays the server and the connecting
+ * side the client; nbd-bench.sh measures the listening side's CPU and the
+ * transfer's throughput as it does for the servers. A server within 10 %
+ * of the pump on the same row is at the transport's limit.
+ *
+ *   socket-pump listen ADDR --to FILE     receive, write FILE (O_DIRECT,
+ *                                         fdatasync at the end)
+ *   socket-pump listen ADDR --from FILE   read FILE, send it
+ *   socket-pump connect ADDR --from FILE [--size N]   send FILE
+ *   socket-pump connect ADDR --to-null                receive, discard
+ *
+ * ADDR is unix:PATH or tcp:PORT (127.0.0.1). The listening side serves one
+ * connection, then waits for SIGTERM, as a server would, so that its CPU
+ * time can be read from /proc like theirs. Writes go through io_uring, several in flight, so
+ * the disk and the socket overlap as they do in the server. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+enum { CHUNK = 256 * 1024, SLOTS = 64, ALIGN = 4096 };
+
+struct options {
+    bool listening;
+    const char *addr;
+    const char *from;       /* file to send */
+    const char *to;         /* file to write; NULL with to_null */
+    bool to_null;
+    long long size;         /* bytes to send; -1: the whole file */
+};
+
+static int fail(const char *what, int err)
+{
+    fprintf(stderr, "socket-pump: %s: %s\n", what, strerror(err));
+    return 1;
+}
+
+static int make_address(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    if (strncmp(addr, "unix:", 5) == 0) {
+        struct sockaddr_un *un = (struct sockaddr_un *)ss;
+        if (strlen(addr + 5) >= sizeof un->sun_path)
+            return -ENAMETOOLONG;
+        un->sun_family = AF_UNIX;
+        strcpy(un->sun_path, addr + 5);
+        *len = sizeof *un;
+        return AF_UNIX;
+    }
+    if (strncmp(addr, "tcp:", 4) == 0) {
+        struct sockaddr_in *in = (struct sockaddr_in *)ss;
+        char *end;
+        long port = strtol(addr + 4, &end, 10);
+        if (*end || port <= 0 || port > 65535)
+            return -EINVAL;
+        in->sin_family = AF_INET;
+        in->sin_port = htons((unsigned short)port);
+        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        *len = sizeof *in;
+        return AF_INET;
+    }
+    return -EINVAL;
+}
+
+/* Returns the connected socket or a negative errno. */
+static int open_connection(const struct options *o)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int family = make_address(o->addr, &ss, &len);
+    if (family < 0)
+        return family;
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1, conn = -1, err = 0;
+    if (family == AF_INET)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!o->listening) {
+        if (connect(fd, (struct sockaddr *)&ss, len) < 0)
+            err = -errno;
+        if (err) {
+            close(fd);
+            return err;
+        }
+        return fd;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (family == AF_UNIX)
+        unlink(((struct sockaddr_un *)&ss)->sun_path);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1) < 0) {
+        err = -errno;
+    } else {
+        /* The harness waits for this line before it starts the client. */
+        printf("listening on %s\n", o->addr);
+        fflush(stdout);
+        if ((conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+            err = -errno;
+    }
+    if (family == AF_UNIX)
+        unlink(((struct sockaddr_un *)&ss)->sun_path);
+    close(fd);
+    if (err == 0 && family == AF_INET)
+        setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return err ? err : conn;
+}
+
+/* Reads up to want bytes, fewer only at the end of the stream. */
+static long long recv_full(int sock, char *buf, size_t want)
+{
+    size_t got = 0;
+    while (got < want) {
+        ssize_t n = recv(sock, buf + got, want - got, MSG_WAITALL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (long long)got;
+}
+
+static int send_full(int sock, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(sock, buf, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* File -> socket with sendfile(2): the page cache's pages go into the
+ * socket without a copy through user space. */
+static int pump_sendfile(int sock, const char *path, long long size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(path, errno);
+    off_t off = 0;
+    int rc = 0;
+    while (size < 0 || off < size) {
+        size_t want = CHUNK;
+        if (size >= 0 && size - off < (long long)want)
+            want = (size_t)(size - off);
+        ssize_t n = sendfile(sock, fd, &off, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = fail("sendfile", errno);
+            break;
+        }
+        if (n == 0)
+            break;
+    }
+    close(fd);
+    return rc;
+}
+
+/* File -> socket: O_DIRECT reads through io_uring, SLOTS in flight, each
+ * sent in order as it completes; one copy (into the socket). */
+static int pump_direct(int sock, const char *path, long long size)
+{
+    int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+    if (fd < 0)
+        return fail(path, errno);
+    struct stat st;
+    if (size < 0 && fstat(fd, &st) == 0)
+        size = st.st_size;
+    char *slab = NULL;
+    struct io_uring ring;
+    int results[SLOTS];
+    bool done[SLOTS] = { false };
+    long long next_read = 0, next_send = 0;
+    unsigned queued = 0, inflight = 0;
+    int rc = 0, err = io_uring_queue_init(SLOTS, &ring, 0);
+    if (err < 0) {
+        close(fd);
+        return fail("io_uring_queue_init", -err);
+    }
+    if (posix_memalign((void **)&slab, ALIGN, (size_t)CHUNK * SLOTS)) {
+        rc = fail("posix_memalign", ENOMEM);
+        goto out;
+    }
+    while (next_send < size) {
+        /* Keep SLOTS reads ahead of the send position. */
+        while (next_read < size && queued < SLOTS) {
+            int slot = (int)((next_read / CHUNK) % SLOTS);
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+            io_uring_prep_read(sqe, fd, slab + (size_t)slot * CHUNK, CHUNK,
+                               (unsigned long long)next_read);
+            io_uring_sqe_set_data64(sqe, (unsigned long long)slot);
+            done[slot] = false;
+            next_read += CHUNK;
+            queued++;
+            inflight++;
+        }
+        if ((err = io_uring_submit(&ring)) < 0) {
+            rc = fail("io_uring_submit", -err);
+            goto out;
+        }
+        int head = (int)((next_send / CHUNK) % SLOTS);
+        while (!done[head]) {
+            struct io_uring_cqe *cqe;
+            if ((err = io_uring_wait_cqe(&ring, &cqe)) < 0) {
+                rc = fail("io_uring_wait_cqe", -err);
+                goto out;
+            }
+            int slot = (int)io_uring_cqe_get_data64(cqe);
+            results[slot] = cqe->res;
+            done[slot] = true;
+            inflight--;
+            io_uring_cqe_seen(&ring, cqe);
+        }
+        if (results[head] < 0) {
+            rc = fail(path, -results[head]);
+            goto out;
+        }
+        size_t len = (size_t)results[head];
+        if ((long long)len > size - next_send)
+            len = (size_t)(size - next_send);
+        if (len == 0)
+            break;
+        if ((err = send_full(sock, slab + (size_t)head * CHUNK, len)) < 0) {
+            rc = fail("send", -err);
+            goto out;
+        }
+        next_send += CHUNK;
+        queued--;
+    }
+out:
+    /* Reads still in flight must end before their buffers go. */
+    while (inflight-- > 0) {
+        struct io_uring_cqe *cqe;
+        if (io_uring_wait_cqe(&ring, &cqe) < 0)
+            break;
+        io_uring_cqe_seen(&ring, cqe);
+    }
+    io_uring_queue_exit(&ring);
+    free(slab);
+    close(fd);
+    return rc;
+}
+
+static int pump_to_null(int sock)
+{
+    static char buf[CHUNK];
+    for (;;) {
+        long long n = recv_full(sock, buf, sizeof buf);
+        if (n < 0)
+            return fail("recv", (int)-n);
+        if (n == 0)
+            return 0;
+    }
+}
+
+/* Waits for one write to end; returns its slot or a negative errno. */
+static int reap_write(struct io_uring *ring, size_t *lengths)
+{
+    struct io_uring_cqe *cqe;
+    int err = io_uring_wait_cqe(ring, &cqe);
+    if (err < 0)
+        return err;
+    int slot = (int)io_uring_cqe_get_data64(cqe);
+    int res = cqe->res;
+    io_uring_cqe_seen(ring, cqe);
+    if (res < 0)
+        return res;
+    if ((size_t)res != lengths[slot])
+        return -EIO;
+    return slot;
+}
+
+/* Socket -> file: receive into an aligned slot, write it with O_DIRECT,
+ * up to SLOTS writes in flight. A short last chunk goes through the page
+ * cache (O_DIRECT needs whole blocks); fdatasync makes it all durable, as
+ * a server's flush would. */
+static int pump_to_file(int sock, const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_DIRECT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return fail(path, errno);
+    char *slab = NULL;
+    struct io_uring ring;
+    int rc = 0, err = io_uring_queue_init(SLOTS, &ring, 0);
+    if (err < 0) {
+        close(fd);
+        return fail("io_uring_queue_init", -err);
+    }
+    if (posix_memalign((void **)&slab, ALIGN, (size_t)CHUNK * SLOTS)) {
+        rc = fail("posix_memalign", ENOMEM);
+        goto out;
+    }
+    size_t lengths[SLOTS] = { 0 };
+    int free_slots[SLOTS], nfree = SLOTS, inflight = 0;
+    for (int i = 0; i < SLOTS; i++)
+        free_slots[i] = i;
+    long long offset = 0;
+    for (;;) {
+        if (nfree == 0) {
+            int slot = reap_write(&ring, lengths);
+            if (slot < 0) {
+                rc = fail("write", -slot);
+                goto out;
+            }
+            free_slots[nfree++] = slot;
+            inflight--;
+        }
+        int slot = free_slots[--nfree];
+        char *buf = slab + (size_t)slot * CHUNK;
+        long long n = recv_full(sock, buf, CHUNK);
+        if (n < 0) {
+            rc = fail("recv", (int)-n);
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if (n % ALIGN) {    /* the tail */
+            if (pwrite(fd, buf, (size_t)n, offset) != n) {
+                rc = fail("pwrite", errno);
+                goto out;
+            }
+            offset += n;
+            free_slots[nfree++] = slot;
+            continue;
+        }
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+        lengths[slot] = (size_t)n;
+        io_uring_prep_write(sqe, fd, buf, (unsigned)n, (unsigned long long)offset);
+        io_uring_sqe_set_data64(sqe, (unsigned long long)slot);
+        if ((err = io_uring_submit(&ring)) < 0) {
+            rc = fail("io_uring_submit", -err);
+            goto out;
+        }
+        inflight++;
+        offset += n;
+    }
+    while (inflight > 0) {
+        int slot = reap_write(&ring, lengths);
+        if (slot < 0) {
+            rc = fail("write", -slot);
+            goto out;
+        }
+        inflight--;
+    }
+    if (fdatasync(fd) < 0)
+        rc = fail("fdatasync", errno);
+out:
+    io_uring_queue_exit(&ring);
+    free(slab);
+    close(fd);
+    return rc;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: socket-pump listen|connect unix:PATH|tcp:PORT "
+                    "(--from FILE [--size N] | --to FILE | --to-null)\n");
+    return 2;
+}
+
+static int parse(int argc, char **argv, struct options *o)
+{
+    if (argc < 4)
+        return -1;
+    o->listening = strcmp(argv[1], "listen") == 0;
+    if (!o->listening && strcmp(argv[1], "connect") != 0)
+        return -1;
+    o->addr = argv[2];
+    o->size = -1;
+    for (int i = 3; i < argc; i++) {
+        bool has_value = i + 1 < argc;
+        if (strcmp(argv[i], "--from") == 0 && has_value)
+            o->from = argv[++i];
+        else if (strcmp(argv[i], "--to") == 0 && has_value)
+            o->to = argv[++i];
+        else if (strcmp(argv[i], "--to-null") == 0)
+            o->to_null = true;
+        else if (strcmp(argv[i], "--size") == 0 && has_value)
+            o->size = strtoll(argv[++i], NULL, 0);
+        else
+            return -1;
+    }
+    int directions = (o->from != NULL) + (o->to != NULL) + o->to_null;
+    return directions == 1 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = { 0 };
+    if (parse(argc, argv, &o) < 0)
+        return usage();
+    int sock = open_connection(&o);
+    if (sock < 0)
+        return fail(o.addr, -sock);
+    int rc;
+    if (o.from && getenv("PUMP_SENDFILE"))
+        rc = pump_sendfile(sock, o.from, o.size);
+    else if (o.from)
+        rc = pump_direct(sock, o.from, o.size);
+    else if (o.to)
+        rc = pump_to_file(sock, o.to);
+    else
+        rc = pump_to_null(sock);
+    if (o.from && rc == 0) {
+        /* Wait for the receiver to close: its end, not ours, ends the row. */
+        char byte;
+        shutdown(sock, SHUT_WR);
+        while (recv(sock, &byte, 1, 0) > 0)
+            continue;
+    }
+    close(sock);
+    if (o.listening && rc == 0)
+        for (;;)
+            pause();
+    return rc;
+}
