@@ -705,8 +705,8 @@ run_ceiling() {  # run_ceiling ROW REP
 }
 
 # The transport ceiling of a one-connection sequential row: the same
-# bytes between the same source and file through the same kind of socket,
-# with no protocol (bench/socket-pump.c). Its listening side stands where
+# bytes between the same source and file through the same kind of socket
+# (and TLS in the TLS rows), with no protocol (bench/socket-pump.c). Its listening side stands where
 # the server stands; its CPU is measured the same way.
 run_pump() {  # run_pump ROW REP
     local row=$1 rep=$2 workload target place transport dir file= addr
@@ -721,10 +721,13 @@ run_pump() {  # run_pump ROW REP
     else addr=tcp:$($TOOL port); fi
     local serve=(--from "$dir/full.raw") client=(--to-null)
     case $workload in
-    seq-write-*)
+    *seq-write-*)
         file=$dir/pump.raw; rm -f "$file"; truncate -s "$SIZE" "$file"
         serve=(--to "$file"); client=(--from "$SRC_DATA" --size "$SIZE") ;;
     esac
+    if [[ $workload == tls-* ]]; then
+        serve+=(--tls "$TLS_DIR/server-cert.pem" "$TLS_DIR/server-key.pem"); client+=(--tls)
+    fi
     settle "$place"
     SERVER_PIDS=(); SAMPLER_PID=
     rm -f "$RUN/pump.sock"
@@ -990,10 +993,10 @@ for row in "${ROWS[@]}"; do
             run_one "$(sed -E 's#^((tls-)?seq-(write|read)-[0-9]+)c/#\1/#' <<< "$row")" \
                 "$server" "$rep"
         done
-        # The ceiling: the same pattern by fio on a file in the same place
-        # (TLS rows compare with their plaintext row instead).
+        # The ceilings: the same pattern by fio on a file in the same place
+        # (not for TLS rows), and the socket pump (one-connection rows).
         case $row in rand-*|seq-*) run_ceiling "$(sed -E 's#^(seq-(write|read)-[0-9]+)c/#\1/#' <<< "$row")" "$rep" ;; esac
-        case $row in seq-*-1c/*) run_pump "$(sed -E 's#^(seq-(write|read)-1)c/#\1/#' <<< "$row")" "$rep" ;; esac
+        case $row in *seq-*-1c/*) run_pump "$(sed -E 's#^((tls-)?seq-(write|read)-1)c/#\1/#' <<< "$row")" "$rep" ;; esac
     done
 done
 T_END=$(date +%s)

@@ -7,22 +7,31 @@
  * transfer's throughput as it does for the servers. A server within 10 %
  * of the pump on the same row is at the transport's limit.
  *
- *   socket-pump listen ADDR --to FILE     receive, write FILE (O_DIRECT,
- *                                         fdatasync at the end)
- *   socket-pump listen ADDR --from FILE   read FILE, send it
- *   socket-pump connect ADDR --from FILE [--size N]   send FILE
- *   socket-pump connect ADDR --to-null                receive, discard
+ *   socket-pump listen|connect ADDR --to FILE   receive, write FILE
+ *                                  (O_DIRECT, fdatasync at the end)
+ *   socket-pump listen|connect ADDR --from FILE [--size N]
+ *                                  read FILE (O_DIRECT), send it
+ *   socket-pump listen|connect ADDR --to-null   receive, discard
+ *
+ * With --tls CERT KEY (listen) and --tls (connect) the bytes go through
+ * TLS (OpenSSL, its defaults: TLS 1.3, AES-GCM): the ceiling of the TLS
+ * rows, a server that does nothing but encrypt.
  *
  * ADDR is unix:PATH or tcp:PORT (127.0.0.1). The listening side serves one
  * connection, then waits for SIGTERM, as a server would, so that its CPU
- * time can be read from /proc like theirs. Writes go through io_uring, several in flight, so
- * the disk and the socket overlap as they do in the server. */
+ * time can be read from /proc like theirs. File I/O goes through
+ * io_uring, SLOTS requests in flight, so that the disk and the socket
+ * overlap as they do in the server. PUMP_SENDFILE=1 in the environment
+ * sends a file with sendfile(2) instead (bench/README.md says why that
+ * is not the default). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +51,14 @@ struct options {
     const char *to;         /* file to write; NULL with to_null */
     bool to_null;
     long long size;         /* bytes to send; -1: the whole file */
+    bool tls;
+    const char *cert, *key; /* the listening side's, with tls */
+};
+
+/* A connection: the socket, and its TLS session when there is one. */
+struct conn {
+    int fd;
+    SSL *ssl;
 };
 
 static int fail(const char *what, int err)
@@ -120,16 +137,35 @@ static int open_connection(const struct options *o)
     return err ? err : conn;
 }
 
+/* One read or write of at most len bytes: > 0 done, 0 end of stream,
+ * or a negative errno. */
+static long long conn_io(struct conn *c, void *buf, size_t len, bool reading)
+{
+    if (c->ssl) {
+        size_t done = 0;
+        int ok = reading ? SSL_read_ex(c->ssl, buf, len, &done)
+                         : SSL_write_ex(c->ssl, buf, len, &done);
+        if (ok)
+            return (long long)done;
+        int why = SSL_get_error(c->ssl, 0);
+        return reading && why == SSL_ERROR_ZERO_RETURN ? 0 : -EPROTO;
+    }
+    ssize_t n;
+    do {
+        n = reading ? recv(c->fd, buf, len, MSG_WAITALL)
+                    : send(c->fd, buf, len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
 /* Reads up to want bytes, fewer only at the end of the stream. */
-static long long recv_full(int sock, char *buf, size_t want)
+static long long recv_full(struct conn *c, char *buf, size_t want)
 {
     size_t got = 0;
     while (got < want) {
-        ssize_t n = recv(sock, buf + got, want - got, MSG_WAITALL);
-        if (n < 0 && errno == EINTR)
-            continue;
+        long long n = conn_io(c, buf + got, want - got, true);
         if (n < 0)
-            return -errno;
+            return n;
         if (n == 0)
             break;
         got += (size_t)n;
@@ -137,14 +173,12 @@ static long long recv_full(int sock, char *buf, size_t want)
     return (long long)got;
 }
 
-static int send_full(int sock, const char *buf, size_t len)
+static int send_full(struct conn *c, const char *buf, size_t len)
 {
     while (len > 0) {
-        ssize_t n = send(sock, buf, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
+        long long n = conn_io(c, (char *)buf, len, false);
         if (n < 0)
-            return -errno;
+            return (int)n;
         buf += n;
         len -= (size_t)n;
     }
@@ -153,7 +187,7 @@ static int send_full(int sock, const char *buf, size_t len)
 
 /* File -> socket with sendfile(2): the page cache's pages go into the
  * socket without a copy through user space. */
-static int pump_sendfile(int sock, const char *path, long long size)
+static int pump_sendfile(struct conn *c, const char *path, long long size)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -164,7 +198,7 @@ static int pump_sendfile(int sock, const char *path, long long size)
         size_t want = CHUNK;
         if (size >= 0 && size - off < (long long)want)
             want = (size_t)(size - off);
-        ssize_t n = sendfile(sock, fd, &off, want);
+        ssize_t n = sendfile(c->fd, fd, &off, want);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -180,14 +214,20 @@ static int pump_sendfile(int sock, const char *path, long long size)
 
 /* File -> socket: O_DIRECT reads through io_uring, SLOTS in flight, each
  * sent in order as it completes; one copy (into the socket). */
-static int pump_direct(int sock, const char *path, long long size)
+static int pump_direct(struct conn *c, const char *path, long long size)
 {
     int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
     if (fd < 0)
         return fail(path, errno);
     struct stat st;
-    if (size < 0 && fstat(fd, &st) == 0)
+    if (size < 0) {
+        if (fstat(fd, &st) < 0) {
+            int e = errno;
+            close(fd);
+            return fail(path, e);
+        }
         size = st.st_size;
+    }
     char *slab = NULL;
     struct io_uring ring;
     int results[SLOTS];
@@ -242,7 +282,7 @@ static int pump_direct(int sock, const char *path, long long size)
             len = (size_t)(size - next_send);
         if (len == 0)
             break;
-        if ((err = send_full(sock, slab + (size_t)head * CHUNK, len)) < 0) {
+        if ((err = send_full(c, slab + (size_t)head * CHUNK, len)) < 0) {
             rc = fail("send", -err);
             goto out;
         }
@@ -263,11 +303,11 @@ out:
     return rc;
 }
 
-static int pump_to_null(int sock)
+static int pump_to_null(struct conn *c)
 {
     static char buf[CHUNK];
     for (;;) {
-        long long n = recv_full(sock, buf, sizeof buf);
+        long long n = recv_full(c, buf, sizeof buf);
         if (n < 0)
             return fail("recv", (int)-n);
         if (n == 0)
@@ -296,7 +336,7 @@ static int reap_write(struct io_uring *ring, size_t *lengths)
  * up to SLOTS writes in flight. A short last chunk goes through the page
  * cache (O_DIRECT needs whole blocks); fdatasync makes it all durable, as
  * a server's flush would. */
-static int pump_to_file(int sock, const char *path)
+static int pump_to_file(struct conn *c, const char *path)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_DIRECT | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -329,15 +369,17 @@ static int pump_to_file(int sock, const char *path)
         }
         int slot = free_slots[--nfree];
         char *buf = slab + (size_t)slot * CHUNK;
-        long long n = recv_full(sock, buf, CHUNK);
+        long long n = recv_full(c, buf, CHUNK);
         if (n < 0) {
             rc = fail("recv", (int)-n);
             goto out;
         }
         if (n == 0)
             break;
-        if (n % ALIGN) {    /* the tail */
-            if (pwrite(fd, buf, (size_t)n, offset) != n) {
+        if (n % ALIGN) {    /* the tail, through the page cache */
+            int flags = fcntl(fd, F_GETFL);
+            if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_DIRECT) < 0 ||
+                pwrite(fd, buf, (size_t)n, offset) != n) {
                 rc = fail("pwrite", errno);
                 goto out;
             }
@@ -376,7 +418,8 @@ out:
 static int usage(void)
 {
     fprintf(stderr, "usage: socket-pump listen|connect unix:PATH|tcp:PORT "
-                    "(--from FILE [--size N] | --to FILE | --to-null)\n");
+                    "(--from FILE [--size N] | --to FILE | --to-null)\n"
+                    "       [--tls CERT KEY (listen) | --tls (connect)]\n");
     return 2;
 }
 
@@ -399,6 +442,12 @@ static int parse(int argc, char **argv, struct options *o)
             o->to_null = true;
         else if (strcmp(argv[i], "--size") == 0 && has_value)
             o->size = strtoll(argv[++i], NULL, 0);
+        else if (strcmp(argv[i], "--tls") == 0 && o->listening && i + 2 < argc) {
+            o->tls = true;
+            o->cert = argv[++i];
+            o->key = argv[++i];
+        } else if (strcmp(argv[i], "--tls") == 0 && !o->listening)
+            o->tls = true;
         else
             return -1;
     }
@@ -406,31 +455,72 @@ static int parse(int argc, char **argv, struct options *o)
     return directions == 1 ? 0 : -1;
 }
 
+static int tls_fail(const char *what)
+{
+    fprintf(stderr, "socket-pump: %s: ", what);
+    ERR_print_errors_fp(stderr);
+    fputc('\n', stderr);
+    return 1;
+}
+
+/* The TLS session over c->fd, the handshake done. The client does not
+ * verify the server: the pump measures the cipher, not the trust. */
+static int start_tls(const struct options *o, struct conn *c, SSL_CTX **ctx_out)
+{
+    SSL_CTX *ctx = SSL_CTX_new(o->listening ? TLS_server_method() : TLS_client_method());
+    if (!ctx)
+        return tls_fail("SSL_CTX_new");
+    *ctx_out = ctx;
+    if (o->listening && (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1 ||
+                         SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1))
+        return tls_fail("certificate or key");
+    c->ssl = SSL_new(ctx);
+    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
+        return tls_fail("SSL_new");
+    int ok = o->listening ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
+    return ok == 1 ? 0 : tls_fail("handshake");
+}
+
+/* The sender waits for the receiver to close: its end, not ours, ends
+ * the row (the receiver's last write and sync come before it). */
+static void wait_for_close(struct conn *c)
+{
+    char byte;
+    if (c->ssl)
+        SSL_shutdown(c->ssl);
+    else
+        shutdown(c->fd, SHUT_WR);
+    while (conn_io(c, &byte, 1, true) > 0)
+        continue;
+}
+
 int main(int argc, char **argv)
 {
     struct options o = { 0 };
     if (parse(argc, argv, &o) < 0)
         return usage();
-    int sock = open_connection(&o);
-    if (sock < 0)
-        return fail(o.addr, -sock);
-    int rc;
-    if (o.from && getenv("PUMP_SENDFILE"))
-        rc = pump_sendfile(sock, o.from, o.size);
-    else if (o.from)
-        rc = pump_direct(sock, o.from, o.size);
-    else if (o.to)
-        rc = pump_to_file(sock, o.to);
-    else
-        rc = pump_to_null(sock);
-    if (o.from && rc == 0) {
-        /* Wait for the receiver to close: its end, not ours, ends the row. */
-        char byte;
-        shutdown(sock, SHUT_WR);
-        while (recv(sock, &byte, 1, 0) > 0)
-            continue;
+    struct conn c = { .fd = open_connection(&o), .ssl = NULL };
+    if (c.fd < 0)
+        return fail(o.addr, -c.fd);
+    SSL_CTX *ctx = NULL;
+    int rc = o.tls ? start_tls(&o, &c, &ctx) : 0;
+    if (rc == 0) {
+        if (o.from && getenv("PUMP_SENDFILE") && !c.ssl)
+            rc = pump_sendfile(&c, o.from, o.size);
+        else if (o.from)
+            rc = pump_direct(&c, o.from, o.size);
+        else if (o.to)
+            rc = pump_to_file(&c, o.to);
+        else
+            rc = pump_to_null(&c);
     }
-    close(sock);
+    if (o.from && rc == 0)
+        wait_for_close(&c);
+    else if (c.ssl && rc == 0)
+        SSL_shutdown(c.ssl);
+    SSL_free(c.ssl);
+    SSL_CTX_free(ctx);
+    close(c.fd);
     if (o.listening && rc == 0)
         for (;;)
             pause();

@@ -72,7 +72,7 @@ if missing:
 if seen_targets != targets:
     bad.append("targets covered: %s" % sorted(seen_targets))
 # The socket pump is the ceiling of every one-connection sequential row.
-for k in ("seq-write-1c", "seq-read-1c"):
+for k in ("seq-write-1c", "seq-read-1c", "tls-seq-write-1c", "tls-seq-read-1c"):
     if k not in pumped:
         bad.append("no socket-pump number for " + k)
 for p in ("disk/unix", "tmpfs/unix", "tmpfs/tcp"):
