@@ -212,9 +212,34 @@ static int pump_sendfile(struct conn *c, const char *path, long long size)
     return rc;
 }
 
+/* A ring with SLOTS aligned CHUNK buffers, for the O_DIRECT pumps. */
+struct io_slab {
+    struct io_uring ring;
+    char *slab;
+};
+
+static int io_slab_init(struct io_slab *io)
+{
+    int err = io_uring_queue_init(SLOTS, &io->ring, 0);
+    if (err < 0)
+        return fail("io_uring_queue_init", -err);
+    if (posix_memalign((void **)&io->slab, ALIGN, (size_t)CHUNK * SLOTS)) {
+        io_uring_queue_exit(&io->ring);
+        return fail("posix_memalign", ENOMEM);
+    }
+    return 0;
+}
+
+static void io_slab_exit(struct io_slab *io)
+{
+    io_uring_queue_exit(&io->ring);
+    free(io->slab);
+}
+
 /* File -> socket: O_DIRECT reads through io_uring, SLOTS in flight, each
  * sent in order as it completes; one copy (into the socket). */
-static int pump_direct(struct conn *c, const char *path, long long size)
+static int pump_direct(struct conn *c, struct io_slab *io, const char *path,
+                       long long size)
 {
     int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
     if (fd < 0)
@@ -228,26 +253,18 @@ static int pump_direct(struct conn *c, const char *path, long long size)
         }
         size = st.st_size;
     }
-    char *slab = NULL;
-    struct io_uring ring;
+    struct io_uring *ring = &io->ring;
+    char *slab = io->slab;
     int results[SLOTS];
     bool done[SLOTS] = { false };
     long long next_read = 0, next_send = 0;
     unsigned queued = 0, inflight = 0;
-    int rc = 0, err = io_uring_queue_init(SLOTS, &ring, 0);
-    if (err < 0) {
-        close(fd);
-        return fail("io_uring_queue_init", -err);
-    }
-    if (posix_memalign((void **)&slab, ALIGN, (size_t)CHUNK * SLOTS)) {
-        rc = fail("posix_memalign", ENOMEM);
-        goto out;
-    }
+    int rc = 0, err;
     while (next_send < size) {
         /* Keep SLOTS reads ahead of the send position. */
         while (next_read < size && queued < SLOTS) {
             int slot = (int)((next_read / CHUNK) % SLOTS);
-            struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+            struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
             io_uring_prep_read(sqe, fd, slab + (size_t)slot * CHUNK, CHUNK,
                                (unsigned long long)next_read);
             io_uring_sqe_set_data64(sqe, (unsigned long long)slot);
@@ -256,14 +273,14 @@ static int pump_direct(struct conn *c, const char *path, long long size)
             queued++;
             inflight++;
         }
-        if ((err = io_uring_submit(&ring)) < 0) {
+        if ((err = io_uring_submit(ring)) < 0) {
             rc = fail("io_uring_submit", -err);
             goto out;
         }
         int head = (int)((next_send / CHUNK) % SLOTS);
         while (!done[head]) {
             struct io_uring_cqe *cqe;
-            if ((err = io_uring_wait_cqe(&ring, &cqe)) < 0) {
+            if ((err = io_uring_wait_cqe(ring, &cqe)) < 0) {
                 rc = fail("io_uring_wait_cqe", -err);
                 goto out;
             }
@@ -271,7 +288,7 @@ static int pump_direct(struct conn *c, const char *path, long long size)
             results[slot] = cqe->res;
             done[slot] = true;
             inflight--;
-            io_uring_cqe_seen(&ring, cqe);
+            io_uring_cqe_seen(ring, cqe);
         }
         if (results[head] < 0) {
             rc = fail(path, -results[head]);
@@ -293,12 +310,10 @@ out:
     /* Reads still in flight must end before their buffers go. */
     while (inflight-- > 0) {
         struct io_uring_cqe *cqe;
-        if (io_uring_wait_cqe(&ring, &cqe) < 0)
+        if (io_uring_wait_cqe(ring, &cqe) < 0)
             break;
-        io_uring_cqe_seen(&ring, cqe);
+        io_uring_cqe_seen(ring, cqe);
     }
-    io_uring_queue_exit(&ring);
-    free(slab);
     close(fd);
     return rc;
 }
@@ -336,22 +351,14 @@ static int reap_write(struct io_uring *ring, size_t *lengths)
  * up to SLOTS writes in flight. A short last chunk goes through the page
  * cache (O_DIRECT needs whole blocks); fdatasync makes it all durable, as
  * a server's flush would. */
-static int pump_to_file(struct conn *c, const char *path)
+static int pump_to_file(struct conn *c, struct io_slab *io, const char *path)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_DIRECT | O_CLOEXEC, 0644);
     if (fd < 0)
         return fail(path, errno);
-    char *slab = NULL;
-    struct io_uring ring;
-    int rc = 0, err = io_uring_queue_init(SLOTS, &ring, 0);
-    if (err < 0) {
-        close(fd);
-        return fail("io_uring_queue_init", -err);
-    }
-    if (posix_memalign((void **)&slab, ALIGN, (size_t)CHUNK * SLOTS)) {
-        rc = fail("posix_memalign", ENOMEM);
-        goto out;
-    }
+    struct io_uring *ring = &io->ring;
+    char *slab = io->slab;
+    int rc = 0, err;
     size_t lengths[SLOTS] = { 0 };
     int free_slots[SLOTS], nfree = SLOTS, inflight = 0;
     for (int i = 0; i < SLOTS; i++)
@@ -359,7 +366,7 @@ static int pump_to_file(struct conn *c, const char *path)
     long long offset = 0;
     for (;;) {
         if (nfree == 0) {
-            int slot = reap_write(&ring, lengths);
+            int slot = reap_write(ring, lengths);
             if (slot < 0) {
                 rc = fail("write", -slot);
                 goto out;
@@ -387,11 +394,11 @@ static int pump_to_file(struct conn *c, const char *path)
             free_slots[nfree++] = slot;
             continue;
         }
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+        struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
         lengths[slot] = (size_t)n;
         io_uring_prep_write(sqe, fd, buf, (unsigned)n, (unsigned long long)offset);
         io_uring_sqe_set_data64(sqe, (unsigned long long)slot);
-        if ((err = io_uring_submit(&ring)) < 0) {
+        if ((err = io_uring_submit(ring)) < 0) {
             rc = fail("io_uring_submit", -err);
             goto out;
         }
@@ -399,7 +406,7 @@ static int pump_to_file(struct conn *c, const char *path)
         offset += n;
     }
     while (inflight > 0) {
-        int slot = reap_write(&ring, lengths);
+        int slot = reap_write(ring, lengths);
         if (slot < 0) {
             rc = fail("write", -slot);
             goto out;
@@ -409,8 +416,6 @@ static int pump_to_file(struct conn *c, const char *path)
     if (fdatasync(fd) < 0)
         rc = fail("fdatasync", errno);
 out:
-    io_uring_queue_exit(&ring);
-    free(slab);
     close(fd);
     return rc;
 }
@@ -503,17 +508,25 @@ int main(int argc, char **argv)
     if (c.fd < 0)
         return fail(o.addr, -c.fd);
     SSL_CTX *ctx = NULL;
+    struct io_slab io;
     int rc = o.tls ? start_tls(&o, &c, &ctx) : 0;
+    bool with_sendfile = o.from && getenv("PUMP_SENDFILE") && !c.ssl;
+    bool with_io = rc == 0 && !o.to_null && !with_sendfile;
+    bool io_ready = with_io && io_slab_init(&io) == 0;
+    if (with_io && !io_ready)
+        rc = 1;
     if (rc == 0) {
-        if (o.from && getenv("PUMP_SENDFILE") && !c.ssl)
+        if (with_sendfile)
             rc = pump_sendfile(&c, o.from, o.size);
         else if (o.from)
-            rc = pump_direct(&c, o.from, o.size);
+            rc = pump_direct(&c, &io, o.from, o.size);
         else if (o.to)
-            rc = pump_to_file(&c, o.to);
+            rc = pump_to_file(&c, &io, o.to);
         else
             rc = pump_to_null(&c);
     }
+    if (io_ready)
+        io_slab_exit(&io);
     if (o.from && rc == 0)
         wait_for_close(&c);
     else if (c.ssl && rc == 0)
