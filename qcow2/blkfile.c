@@ -159,10 +159,28 @@ static ssize_t blk_read_once(struct blkfile *f, int fd, void *buf,
     return n < 0 ? -errno : n;
 }
 
+/* Small data writes through the page cache are written here, not by the
+ * ring. File systems without asynchronous buffered writes (ext4 among
+ * them) refuse them inline, so io_uring hands every one to a worker
+ * thread: a wake-up and two context switches per 4 KiB, more than the
+ * copy into the page cache itself (random 4 KiB writes to a file on disk:
+ * 14-16 us of server CPU per request through the ring, 7-9 written here;
+ * bench/README.md). Only whole pages of a regular file: a partial page
+ * not in the cache would be read from the device first, and a block
+ * device's writes may wait for its queue. Metadata keeps the ring. */
+static bool write_in_place(const struct blkfile *f, int fd, size_t len,
+                           uint64_t off, bool data)
+{
+    return data && fd == f->fd && !f->is_blockdev &&
+           len <= BLK_INLINE_WRITE_MAX &&
+           ((off | len) & (BLK_DIO_ALIGN - 1)) == 0;
+}
+
 static ssize_t blk_write_once(struct blkfile *f, int fd, const void *buf,
                               size_t len, uint64_t off, bool data)
 {
-    if (data ? use_ring_for_data(f) : use_ring(f)) {
+    if ((data ? use_ring_for_data(f) : use_ring(f)) &&
+        !write_in_place(f, fd, len, off, data)) {
         struct blk_op op;
         struct io_uring_sqe *sqe = blk_sqe(f, &op);
         if (!sqe)

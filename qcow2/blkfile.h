@@ -56,6 +56,9 @@ enum blk_open_flags {
  * length are aligned to BLK_DIO_ALIGN go through dfd. */
 enum { BLK_DIO_ALIGN = 4096, BLK_DIO_MIN = 128 * 1024,
        BLK_DFD_UNOPENED = -2 };
+/* Buffered data writes of whole pages up to this size are written by the
+ * calling thread, not handed to the ring (blkfile.c, write_in_place). */
+enum { BLK_INLINE_WRITE_MAX = 16 * 1024 };
 
 int blk_open(struct blkfile **out, const char *path, unsigned flags,
              struct sd_error *err);

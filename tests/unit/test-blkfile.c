@@ -981,6 +981,53 @@ BLK_TEST(direct_data_and_buffered_io_see_each_other)
     free(got);
 }
 
+/* Small whole-page data writes to a file are written by the caller, not
+ * handed to the ring (where file systems without asynchronous buffered
+ * writes send each to a worker thread); partial pages, larger writes and
+ * metadata keep the ring. On tmpfs no data goes through the ring. */
+Test(blk_ring, small_whole_page_data_writes_are_written_in_place)
+{
+    enum { LEN = 8 * BLK_INLINE_WRITE_MAX };
+    uint8_t *buf = blk_alloc_buffer(LEN), *expect = malloc(LEN);
+    uint8_t *got = malloc(LEN);
+    unsigned before;
+
+    cr_assert(buf && expect && got);
+    make_file("f", LEN, 31);
+    read_back("f", expect, LEN, 0);
+    struct blkfile *f = open_file("f", BLK_WRITABLE);
+
+    pattern(buf, BLK_INLINE_WRITE_MAX, 4096, 32);
+    before = async_ops;
+    cr_assert_eq(t_pwrite_data(f, buf, 4096, 4096), 0);
+    cr_assert_eq(t_pwrite_data(f, buf, BLK_INLINE_WRITE_MAX, 4096), 0);
+    cr_assert_eq(async_ops, before, "a whole-page data write waited for the ring");
+    cr_assert(f->dirty, "a write in place must leave the file to be flushed");
+    memcpy(expect + 4096, buf, BLK_INLINE_WRITE_MAX);
+
+    unsigned ring_writes = on_tmpfs(dir) ? 0 : 2;
+    pattern(buf, LEN, 0, 33);
+    before = async_ops;
+    cr_assert_eq(t_pwrite_data(f, buf, 4000, 40000), 0);          /* partial */
+    cr_assert_eq(t_pwrite_data(f, buf, 2 * BLK_INLINE_WRITE_MAX, 65536), 0);
+    cr_assert_eq(async_ops - before, ring_writes,
+                 "%u of %u partial-page or larger data writes went through the ring",
+                 async_ops - before, ring_writes);
+    memcpy(expect + 40000, buf, 4000);
+    memcpy(expect + 65536, buf, 2 * BLK_INLINE_WRITE_MAX);
+    cr_assert_eq(t_pwrite(f, buf, 4096, 0), 0);                    /* metadata */
+    cr_assert_eq(async_ops - before, ring_writes + 1, "a metadata write skipped the ring");
+    memcpy(expect, buf, 4096);
+
+    cr_assert_eq(t_flush(f), 0);
+    blk_close(f);
+    read_back("f", got, LEN, 0);
+    cr_assert_arr_eq(got, expect, LEN, "file differs from what was written");
+    free(buf);
+    free(expect);
+    free(got);
+}
+
 /* A read crossing the end of the file: the direct part ends short and
  * the unaligned rest reads as zeros through the buffered path. */
 BLK_TEST(direct_data_read_across_end_of_file)
