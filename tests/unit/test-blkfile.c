@@ -934,6 +934,18 @@ static bool on_tmpfs(const char *path)
     return sfs.f_type == TMPFS_MAGIC;
 }
 
+/* Flush and close f, then the file on disk must hold expect (scratch is
+ * len bytes to read it into). */
+static void flush_close_and_compare(struct blkfile *f, const char *name,
+                                    const uint8_t *expect, uint8_t *scratch,
+                                    size_t len)
+{
+    cr_assert_eq(t_flush(f), 0);
+    blk_close(f);
+    read_back(name, scratch, len, 0);
+    cr_assert_arr_eq(scratch, expect, len, "file differs from what was written");
+}
+
 /* Aligned data goes around the page cache, unaligned data and metadata
  * through it; each must see the other's writes, in both orders, and the
  * bytes on disk are the union. */
@@ -970,11 +982,7 @@ BLK_TEST(direct_data_and_buffered_io_see_each_other)
     memcpy(expect + 8192, b, BLK_DIO_MIN);
     cr_assert_eq(t_pread(f, got, LEN, 0), 0);
     cr_assert_arr_eq(got, expect, LEN, "stale page cache after a direct write");
-    cr_assert_eq(t_flush(f), 0);
-    blk_close(f);
-
-    read_back("f", got, LEN, 0);
-    cr_assert_arr_eq(got, expect, LEN, "file differs from what was written");
+    flush_close_and_compare(f, "f", expect, got, LEN);
     free(a);
     free(b);
     free(expect);
@@ -1019,10 +1027,7 @@ Test(blk_ring, small_whole_page_data_writes_are_written_in_place)
     cr_assert_eq(async_ops - before, ring_writes + 1, "a metadata write skipped the ring");
     memcpy(expect, buf, 4096);
 
-    cr_assert_eq(t_flush(f), 0);
-    blk_close(f);
-    read_back("f", got, LEN, 0);
-    cr_assert_arr_eq(got, expect, LEN, "file differs from what was written");
+    flush_close_and_compare(f, "f", expect, got, LEN);
     free(buf);
     free(expect);
     free(got);
