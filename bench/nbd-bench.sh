@@ -706,8 +706,9 @@ run_ceiling() {  # run_ceiling ROW REP
 
 # The transport ceiling of a one-connection sequential row: the same
 # bytes between the same source and file through the same kind of socket
-# (and TLS in the TLS rows), with no protocol (bench/socket-pump.c). Its listening side stands where
-# the server stands; its CPU is measured the same way.
+# (and TLS in the TLS rows), with no protocol (bench/socket-pump.c). Its
+# listening side stands where the server stands; its CPU is measured the
+# same way.
 run_pump() {  # run_pump ROW REP
     local row=$1 rep=$2 workload target place transport dir file= addr
     IFS=/ read -r workload target place transport <<< "$row"

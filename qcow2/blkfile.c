@@ -164,14 +164,17 @@ static ssize_t blk_read_once(struct blkfile *f, int fd, void *buf,
  * them) refuse them inline, so io_uring hands every one to a worker
  * thread: a wake-up and two context switches per 4 KiB, more than the
  * copy into the page cache itself (random 4 KiB writes to a file on disk:
- * 14-16 us of server CPU per request through the ring, 7-9 written here;
- * bench/README.md). Only whole pages of a regular file: a partial page
- * not in the cache would be read from the device first, and a block
- * device's writes may wait for its queue. Metadata keeps the ring. */
+ * 14-21 us of server CPU per request through the ring, 7-9 written here;
+ * bench/README.md). Only whole pages of a regular file opened without
+ * O_DIRECT: a partial page not in the cache would be read from the
+ * device first, and direct or block-device writes wait for the device.
+ * What is left to wait for is writeback throttling (too many dirty
+ * pages), which then holds back this loop's other connections too; it
+ * throttles the writer whichever thread writes. Metadata keeps the ring. */
 static bool write_in_place(const struct blkfile *f, int fd, size_t len,
                            uint64_t off, bool data)
 {
-    return data && fd == f->fd && !f->is_blockdev &&
+    return data && fd == f->fd && !f->is_blockdev && !f->direct &&
            len <= BLK_INLINE_WRITE_MAX &&
            ((off | len) & (BLK_DIO_ALIGN - 1)) == 0;
 }
