@@ -596,48 +596,21 @@ Test(blk_ring, concurrent_coroutines_share_the_ring)
     blk_close(f);
 }
 
-struct flusher {
-    struct blkfile *f;
-    int ret;
-    bool done;
-};
-
-static void flusher_fn(void *opaque)
-{
-    struct flusher *fl = opaque;
-
-    fl->ret = blk_flush(fl->f);
-    fl->done = true;
-}
-
-static void writer_only_fn(void *opaque)
-{
-    struct writer *w = opaque;
-
-    w->ret = blk_pwrite(w->f, w->data, sizeof(w->data), w->off);
-    w->done = true;
-}
-
 /* Two connections flush at once: the second finds the file clean (the
  * first cleared it when its sync began) but must not answer before that
  * sync, which covers its writes, has ended. */
 Test(blk_ring, a_flush_waits_for_the_flush_under_way)
 {
-    static struct writer w;
-    struct flusher a = { 0 }, b = { 0 };
+    uint8_t data[4096];
 
     make_file("f", 0, 0);
     struct blkfile *f = open_file("f", BLK_WRITABLE);
-    w = (struct writer){ .f = f };
-    pattern(w.data, sizeof(w.data), 0, 5);
-    co_enter(co_create(writer_only_fn, &w));
-    while (!w.done)
-        cr_assert_geq(sd_ring_run_once(&ring, true), 0);
-    cr_assert_eq(w.ret, 0);
-    a.f = b.f = f;
-    co_enter(co_create(flusher_fn, &a));
+    pattern(data, sizeof(data), 0, 5);
+    cr_assert_eq(t_pwrite(f, data, sizeof(data), 0), 0);
+    struct op a = { .kind = OP_FLUSH, .f = f }, b = a;
+    co_enter(co_create(op_co, &a));
     cr_assert(!a.done, "the first flush did not wait for its sync");
-    co_enter(co_create(flusher_fn, &b));
+    co_enter(co_create(op_co, &b));
     cr_assert(!b.done, "the second flush answered while the first was syncing");
     while (!a.done || !b.done) {
         cr_assert(!b.done || a.done, "the second flush ended before the first");
