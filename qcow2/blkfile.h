@@ -41,6 +41,7 @@ struct blkfile {
     bool in_memory;            /* on tmpfs/ramfs: data I/O is a memcpy */
     dev_t dev;
     ino_t ino;
+    uint64_t size_at_open;     /* what blk_get_size said when opened */
     struct sd_ring *ring;      /* ring used inside coroutines; may be NULL */
     struct write_log *log;     /* test mode only */
 };

@@ -20,11 +20,8 @@ struct raw_state {
 static int raw_open(struct sd_img *img, const struct sd_img_open_opts *opts,
                     struct sd_error *err)
 {
-    int ret = blk_get_size(img->file, &img->size);
-
-    if (ret < 0)
-        return sd_error_set(err, ret, "could not get the size of '%s'",
-                            img->path);
+    /* Opened a moment ago: the size blk_open saw is current. */
+    img->size = img->file->size_at_open;
     img->priv = calloc(1, sizeof(struct raw_state));
     if (!img->priv)
         return sd_error_set(err, -ENOMEM, "out of memory");
