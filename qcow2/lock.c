@@ -185,21 +185,50 @@ static int byte_locked_elsewhere(int lfd, int offset)
     return bytes_locked_elsewhere(lfd, offset, 1);
 }
 
+static int lowest_perm(unsigned perms)
+{
+    int i = 0;
+
+    while (!(perms & PERM_BIT(i)))
+        i++;
+    return i;
+}
+
+static int highest_perm(unsigned perms)
+{
+    int i = PERM_COUNT - 1;
+
+    while (!(perms & PERM_BIT(i)))
+        i--;
+    return i;
+}
+
 /* Might another description hold any of the bytes base + i, i in perms?
  * One test over their span answers "no" for the usual uncontended open
  * (a reload opens a thousand images); "maybe" means testing byte by
  * byte, as a lock between them is no conflict. */
 static int span_locked_elsewhere(int lfd, int base, unsigned perms)
 {
-    int first = 0, last = PERM_COUNT - 1;
+    int first, last;
 
     if (!perms)
         return 0;
-    while (!(perms & PERM_BIT(first)))
-        first++;
-    while (!(perms & PERM_BIT(last)))
-        last--;
+    first = lowest_perm(perms);
+    last = highest_perm(perms);
     return bytes_locked_elsewhere(lfd, base + first, last - first + 1);
+}
+
+/* The same question for both byte sets find_conflict() looks at, in one
+ * test from the first held-byte it checks to the last unshared-byte. */
+static int mode_span_locked_elsewhere(int lfd, const struct lock_mode *mode)
+{
+    int first, last;
+
+    if (!mode->unshared || !mode->held)
+        return 1;           /* no single span: let the finer tests run */
+    first = LOCK_HELD_BASE + lowest_perm(mode->unshared);
+    last = LOCK_UNSHARED_BASE + highest_perm(mode->held);
+    return bytes_locked_elsewhere(lfd, first, last - first + 1);
 }
 
 /* Take the bytes base + i, i in perms, adjacent ones in one call; the
@@ -274,6 +303,9 @@ static int find_conflict(int lfd, const struct lock_mode *mode,
     int ret;
 
     *conflict = CONFLICT_NONE;
+    ret = mode_span_locked_elsewhere(lfd, mode);
+    if (ret <= 0)
+        return ret;
     ret = first_locked_elsewhere(lfd, LOCK_HELD_BASE, mode->unshared, perm);
     if (ret > 0) {
         *conflict = CONFLICT_WRITER;
