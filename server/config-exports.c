@@ -165,6 +165,15 @@ static int list_append(struct sd_export_list *to, struct sd_export_list *from)
 {
     if (from->n == 0)
         return 0;
+    if (to->n == 0) {
+        /* The usual case: hand the array over. Entries hold a whole error
+         * message each; copying a thousand of them into fresh pages cost
+         * a reload as much as parsing their files. */
+        free(to->entries);
+        *to = *from;
+        memset(from, 0, sizeof(*from));
+        return 0;
+    }
     if (to->n + from->n > SD_CONFIG_EXPORTS_MAX)
         return -E2BIG;
     if (sd_export_list_reserve(to, from->n) < 0)
