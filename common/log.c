@@ -80,16 +80,35 @@ static const char *level_name(enum sd_log_level level)
     return "?";
 }
 
+/* The date and time to the second, formatted once per second per thread:
+ * a reload logs two lines for each of a thousand exports. */
+static size_t format_second(time_t sec, char *buf, size_t size)
+{
+    static _Thread_local time_t cached_sec = -1;
+    static _Thread_local char cached[32];
+    static _Thread_local size_t cached_len;
+    struct tm tm;
+
+    if (sec != cached_sec) {
+        gmtime_r(&sec, &tm);
+        cached_len = strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S",
+                              &tm);
+        cached_sec = sec;
+    }
+    if (cached_len >= size)
+        return 0;
+    memcpy(buf, cached, cached_len);
+    return cached_len;
+}
+
 static size_t format_timestamp(char *buf, size_t size)
 {
     struct timespec ts;
-    struct tm tm;
 
     if (!atomic_load(&log_timestamps))
         return 0;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    size_t n = format_second(ts.tv_sec, buf, size);
     int m = snprintf(buf + n, size - n, ".%03ldZ ", ts.tv_nsec / 1000000);
     return m > 0 && (size_t)m < size - n ? n + (size_t)m : n;
 }
