@@ -510,8 +510,6 @@ static int export_from_tree(const char *path, const struct sd_ynode *root,
 int sd_config_load_export_yaml(const char *path, struct sd_export **out,
                                struct sd_error *err)
 {
-    struct sd_ynode *root = NULL;
-    struct sd_export *exp;
     char *data;
     size_t len;
     int ret;
@@ -519,8 +517,20 @@ int sd_config_load_export_yaml(const char *path, struct sd_export **out,
     ret = sd_config_read_file(path, &data, &len, err);
     if (ret < 0)
         return ret;
-    ret = sd_ytree_parse(path, data, len, &root, err);
+    ret = sd_config_parse_export_yaml(path, data, len, out, err);
     free(data);
+    return ret;
+}
+
+int sd_config_parse_export_yaml(const char *path, const char *data,
+                                size_t len, struct sd_export **out,
+                                struct sd_error *err)
+{
+    struct sd_ynode *root = NULL;
+    struct sd_export *exp;
+    int ret;
+
+    ret = sd_ytree_parse(path, data, len, &root, err);
     if (ret < 0)
         return ret;
     exp = sd_export_new(path, root ? root->line : 1);

@@ -573,6 +573,65 @@ Test(config, dir_duplicate_names_name_both_files)
     sd_export_list_clear(&list);
 }
 
+/* Export files are read ahead in batches; whatever that cannot take (a
+ * large file, a link, a FIFO, a directory) goes the ordinary way, with
+ * the same results. */
+Test(config, dir_many_files_of_every_kind)
+{
+    enum { N = 150 };
+    struct sd_export_list list = { 0 };
+    const struct sd_export_entry *ent;
+    struct sd_error e;
+    char name[64], text[8192];
+    size_t i;
+
+    make_dir("d");
+    for (i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "d/e%03zu.yaml", i);
+        snprintf(text, sizeof(text), "name: e%03zu\npath: /img/%zu.raw\n",
+                 i, i);
+        write_file(name, text);
+    }
+    /* Past the read-ahead's 4 KiB: a long comment. */
+    memset(text, '#', 6000);
+    snprintf(text + 6000, sizeof(text) - 6000,
+             "\nname: big\npath: /img/big.raw\nreadonly: true\n");
+    write_file("d/big.yaml", text);
+    write_file("d/.link-target", "name: link\npath: /img/link.raw\n");
+    cr_assert_eq(symlink(".link-target", tpath("d/link.yaml")), 0);
+    cr_assert_eq(mkfifo(tpath("d/fifo.yaml"), 0600), 0);
+    make_dir("d/sub.yaml");
+
+    cr_assert_eq(sd_config_load_export_dir(tpath("d"), &list, &e), 0, "%s",
+                 e.msg);
+    cr_assert_eq(list.n, N + 4);
+    for (i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "d/e%03zu.yaml", i);
+        ent = find_entry(&list, name);
+        cr_assert_not_null(ent, "%s missing", name);
+        cr_assert_not_null(ent->export, "%s: %s", name, ent->error.msg);
+        snprintf(text, sizeof(text), "/img/%zu.raw", i);
+        cr_assert_str_eq(ent->export->path, text);
+    }
+    ent = find_entry(&list, "d/big.yaml");
+    cr_assert_not_null(ent->export, "%s", ent->error.msg);
+    cr_assert_str_eq(ent->export->path, "/img/big.raw");
+    cr_assert(ent->export->readonly);
+    ent = find_entry(&list, "d/link.yaml");
+    cr_assert_not_null(ent->export, "%s", ent->error.msg);
+    cr_assert_str_eq(ent->export->path, "/img/link.raw");
+    ent = find_entry(&list, "d/fifo.yaml");
+    cr_assert_null(ent->export);
+    cr_assert_not_null(strstr(ent->error.msg, "not a regular file"), "%s",
+                       ent->error.msg);
+    ent = find_entry(&list, "d/sub.yaml");
+    cr_assert_null(ent->export);
+    cr_assert_not_null(strstr(ent->error.msg, "not a regular file"), "%s",
+                       ent->error.msg);
+    cr_assert_eq(sd_export_list_errors(&list), 2);
+    sd_export_list_clear(&list);
+}
+
 Test(config, dir_missing_is_an_error)
 {
     struct sd_export_list list = { 0 };
