@@ -49,7 +49,6 @@ struct sd_img {
     char *corrupt_reason;      /* set once: the image refuses writes */
     char *corrupt_message;     /* "'<path>' is corrupt: <reason>", with it:
                                 * a reply's text, valid while img is */
-    int lock_fd;               /* fd holding inter-process locks, or -1 */
 };
 
 /* qcow2-io.c: unallocate this layer's clusters of a range (make_empty). */

@@ -49,8 +49,7 @@ static void img_free(struct sd_img *img)
 {
     if (!img)
         return;
-    img_lock_release(img->lock_fd);
-    blk_close(img->file);
+    blk_close(img->file);       /* drops the image's locks */
     free(img->path);
     free(img->corrupt_reason);
     free(img->corrupt_message);
@@ -92,7 +91,6 @@ static int img_open_depth(struct sd_img **out, const char *path,
     img = calloc(1, sizeof(*img));
     if (!img)
         return sd_error_set(err, -ENOMEM, "out of memory");
-    img->lock_fd = -1;
     img->chain_depth = depth;
     img->parent = parent;
     img->ring = opts->ring;
@@ -115,8 +113,7 @@ static int img_open_depth(struct sd_img **out, const char *path,
     if (ret < 0)
         goto out_free;
     if (!opts->no_lock && !opts->force_share) {
-        ret = img_lock_acquire(img->file->fd, path, opts->writable,
-                               &img->lock_fd, err);
+        ret = img_lock_acquire(img->file->fd, path, opts->writable, err);
         if (ret < 0)
             goto out_free;
     }

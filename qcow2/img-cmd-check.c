@@ -224,18 +224,18 @@ static int ensure_qcow2(const struct check_args *a)
 
 /* Like qemu-img: refuse to check an image another process writes (its
  * refcounts are moving), and to repair one anybody else has open. */
-static int lock_for_check(const struct check_args *a, int *fd, int *lock_fd)
+static int lock_for_check(const struct check_args *a, int *fd)
 {
     struct sd_error err = { 0 };
 
-    *fd = *lock_fd = -1;
+    *fd = -1;
     if (a->force_share && !a->repair)
         return 0;
     *fd = open(a->file, a->repair ? O_RDWR | O_CLOEXEC : O_RDONLY | O_CLOEXEC);
     if (*fd < 0)
         return cli_fail("check: could not open '%s': %s", a->file,
                         strerror(errno));
-    if (img_lock_acquire(*fd, a->file, a->repair, lock_fd, &err) < 0) {
+    if (img_lock_acquire(*fd, a->file, a->repair, &err) < 0) {
         close(*fd);
         *fd = -1;
         return cli_fail("check: %s", err.msg);
@@ -255,16 +255,15 @@ static int check_run(int argc, char **argv)
         ret = ensure_qcow2(&a);
     if (ret != 0)
         return ret;
-    int fd, lock_fd;
-    ret = lock_for_check(&a, &fd, &lock_fd);
+    int fd;
+    ret = lock_for_check(&a, &fd);
     if (ret != 0)
         return ret;
     opts.repair_leaks = a.repair;
     memset(&res, 0, sizeof(res));
     ret = qcow2_check(a.file, &opts, &res, &err);
-    img_lock_release(lock_fd);
     if (fd >= 0)
-        close(fd);
+        close(fd);      /* drops the locks */
     if (ret < 0) {
         qcow2_check_result_free(&res);
         return cli_fail("check: %s: %s", a.file,
