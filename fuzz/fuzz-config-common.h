@@ -9,25 +9,41 @@
 
 #include "server/server-config.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static char fuzz_folder[64];
 
-static const char *fuzz_file(const char *name, const uint8_t *data,
-                             size_t size)
+/* fuzz_folder/name, a folder made on first use. */
+static const char *fuzz_dir(const char *name)
 {
     static char path[128];
-    FILE *f;
 
     if (!fuzz_folder[0]) {
         snprintf(fuzz_folder, sizeof(fuzz_folder), "/tmp/fuzz-config-XXXXXX");
         if (!mkdtemp(fuzz_folder))
             abort();
     }
+    snprintf(path, sizeof(path), "%s/%s", fuzz_folder, name);
+    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+        abort();
+    return path;
+}
+
+/* A file of the input, name relative to the private folder; its parent
+ * folder, if any, must have been made by fuzz_dir. */
+static const char *fuzz_file(const char *name, const uint8_t *data,
+                             size_t size)
+{
+    static char path[128];
+    FILE *f;
+
+    (void)fuzz_dir(".");
     snprintf(path, sizeof(path), "%s/%s", fuzz_folder, name);
     f = fopen(path, "wb");
     if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0)
