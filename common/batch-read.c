@@ -39,14 +39,14 @@ static uint64_t tag(size_t slot, enum batch_op op)
     return ((uint64_t)slot << 2) | (uint64_t)op;
 }
 
-static void queue_file(struct io_uring *ring, int dirfd, const char *name,
+static void queue_file(struct io_uring *ring, int dir_fd, const char *name,
                        unsigned slot, char *buf, size_t max_len)
 {
     struct io_uring_sqe *sqe;
 
     /* Direct descriptors never reach the fd table: no O_CLOEXEC. */
     sqe = io_uring_get_sqe(ring);
-    io_uring_prep_openat_direct(sqe, dirfd, name,
+    io_uring_prep_openat_direct(sqe, dir_fd, name,
                                 O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, slot);
     sqe->flags |= IOSQE_IO_LINK;
     io_uring_sqe_set_data64(sqe, tag(slot, OP_OPEN));
@@ -75,7 +75,7 @@ static void keep_result(struct sd_batch_file *file, const char *buf,
     file->len = (size_t)res;
 }
 
-static int run_batch(struct io_uring *ring, int dirfd,
+static int run_batch(struct io_uring *ring, int dir_fd,
                      struct sd_batch_file *files, size_t n, char *bufs,
                      size_t max_len)
 {
@@ -85,7 +85,7 @@ static int run_batch(struct io_uring *ring, int dirfd,
 
     for (i = 0; i < n; i++) {
         read_res[i] = -ECANCELED;
-        queue_file(ring, dirfd, files[i].name, (unsigned)i,
+        queue_file(ring, dir_fd, files[i].name, (unsigned)i,
                    bufs + i * max_len, max_len);
     }
     ret = io_uring_submit(ring);
@@ -113,7 +113,7 @@ static int run_batch(struct io_uring *ring, int dirfd,
     return submitted == 3 * n ? 0 : -EAGAIN;
 }
 
-int sd_batch_read_small_files(int dirfd, struct sd_batch_file *files,
+int sd_batch_read_small_files(int dir_fd, struct sd_batch_file *files,
                               size_t n, size_t max_len)
 {
     struct io_uring ring;
@@ -139,7 +139,7 @@ int sd_batch_read_small_files(int dirfd, struct sd_batch_file *files,
     for (done = 0; ret == 0 && done < n; done += BATCH_FILES) {
         size_t k = n - done < BATCH_FILES ? n - done : BATCH_FILES;
 
-        ret = run_batch(&ring, dirfd, files + done, k, bufs, max_len);
+        ret = run_batch(&ring, dir_fd, files + done, k, bufs, max_len);
     }
     io_uring_queue_exit(&ring);
     if (ret != BATCH_LOST)

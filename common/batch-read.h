@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#ifndef SD_COMMON_BATCH_READ_H
-#define SD_COMMON_BATCH_READ_H
+#ifndef SENDENSE_BATCH_READ_H
+#define SENDENSE_BATCH_READ_H
 
 #include <stddef.h>
 
@@ -18,14 +18,13 @@ struct sd_batch_file {
  *
  * For regular files only (readdir's d_type says which): a FIFO opened
  * here would read as empty. Only files of fewer than max_len bytes are
- * read. A file that is larger,
- * or that could not be opened or read, keeps data == NULL: the caller
- * reads it the ordinary way, which also says what is wrong with it.
- * Returns 0, or a negative errno when the batches stopped early (no
- * ring, no memory); the files read until then keep their data. The
- * caller frees each data.
+ * read; one that is larger, or that could not be opened or read, keeps
+ * data == NULL, and the caller reads it the ordinary way, which also
+ * says what is wrong with it. Returns 0, or a negative errno when the
+ * batches stopped early (no ring, no memory); the files read until then
+ * keep their data. The caller frees each data.
  */
-int sd_batch_read_small_files(int dirfd, struct sd_batch_file *files,
+int sd_batch_read_small_files(int dir_fd, struct sd_batch_file *files,
                               size_t n, size_t max_len);
 
 #endif

@@ -58,7 +58,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <unistd.h>
 
 /* qemu's BLK_PERM_* bit numbers (include/block/block-common.h). */
 enum {
