@@ -99,18 +99,17 @@ static int blk_wait(struct blk_op *op)
 }
 
 /* The O_DIRECT twin of fd, opened through /proc/self/fd so it is the
- * same file even if the path was renamed meanwhile. On tmpfs the page
- * cache is the medium itself, so direct I/O would buy nothing; file
- * systems without direct I/O refuse the open. Either way: -1, and the
- * file keeps to the page cache. Opened at the first data request, not at
- * open time: a reload that opens a thousand images should not pay for
- * twins that may never be used. */
+ * same file even if the path was renamed meanwhile. On tmpfs and ramfs
+ * (in_memory) the page cache is the medium itself, so direct I/O would
+ * buy nothing; file systems without direct I/O refuse the open. Either
+ * way: -1, and the file keeps to the page cache. Opened at the first
+ * data request, not at open time: a reload that opens a thousand images
+ * should not pay for twins that may never be used. */
 static int open_direct_twin(const struct blkfile *f)
 {
     char proc[64];
-    struct statfs sfs;
 
-    if (fstatfs(f->fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC)
+    if (f->in_memory)
         return -1;
     snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
     return open(proc, (f->writable ? O_RDWR : O_RDONLY) | O_DIRECT |
