@@ -35,6 +35,8 @@ enum {
     TLS_WRITE_PIECE = 64 * 1024,
     TLS_SEND_BATCH = 256 * 1024,
     TLS_RECORD_PLAINTEXT = 16 * 1024,   /* the most one record holds */
+    /* A client that stopped reading does not hold up the close. */
+    TLS_CLOSE_NOTIFY_SECONDS = 2,
 };
 
 struct conn_waiter {
@@ -153,6 +155,7 @@ static void conn_main(void *arg)
     struct worker *target;
 
     if (conn_handshake(c) < 0) {
+        conn_end_tls(c);
         conn_finish(c);
         return;
     }
@@ -448,6 +451,21 @@ int conn_start_tls(struct conn *c, const struct timespec *deadline)
 }
 
 /* --- table queries and waiters (control loop) --- */
+
+/* Without close_notify a TLS client cannot tell our close from a cut
+ * connection (gnutls calls it a premature termination, and libnbd fails
+ * its nbd_shutdown). The socket may already be gone: then nothing is
+ * lost, so the result is not looked at. */
+void conn_end_tls(struct conn *c)
+{
+    struct timespec deadline;
+
+    if (!c->tls)
+        return;
+    sd_tls_session_shutdown(c->tls);
+    deadline = co_deadline_in(TLS_CLOSE_NOTIFY_SECONDS);
+    (void)tls_flush(c, &deadline);
+}
 
 static bool conn_matches(const struct conn *c, const char *name,
                          uint64_t max_id)

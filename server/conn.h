@@ -120,6 +120,8 @@ int conn_send_spliced(struct conn *c, struct iovec *iov,
                       const uint64_t *file_off, int iovcnt, int fd);
 /* TLS handshake after STARTTLS. */
 int conn_start_tls(struct conn *c, const struct timespec *deadline);
+/* Before a TLS connection closes: send close_notify, best effort. */
+void conn_end_tls(struct conn *c);
 
 /* Coroutine: serve requests until the end (transmission.c). */
 void conn_transmission(struct conn *c);

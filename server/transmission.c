@@ -961,6 +961,7 @@ static void finish_transmission(struct conn *c)
     co_queue_wake_all(&c->send_wait);
     while (!c->sender_done)
         co_queue_wait(&c->idle_wait);
+    conn_end_tls(c);
     conn_recv_release(c, true);
     conn_finish(c);
 }

@@ -76,6 +76,52 @@ read_and_check(h, exp, ranges, 64, "TLS")
 h.shutdown()
 PY
 
+# A TLS connection ends with close_notify, after DISC and after ABORT:
+# without it a client cannot tell the end from a cut connection (libnbd's
+# nbd_shutdown then fails now and then with "server closed socket
+# unexpectedly"). Python's ssl raises SSLEOFError on a close that has
+# none, once ragged EOFs are not suppressed and OpenSSL does not ignore
+# them (Debian's python sets OP_IGNORE_UNEXPECTED_EOF by default).
+"$PYTHON" - "$SRV_PORT" "$creds" "$top_srcdir/tests/tools" <<'PY' ||
+import importlib, ssl, sys
+port, creds = int(sys.argv[1]), sys.argv[2]
+sys.path.insert(0, sys.argv[3])
+raw = importlib.import_module("proto-raw")
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(creds + "/ca-cert.pem")
+ctx.load_cert_chain(creds + "/client-cert.pem", creds + "/client-key.pem")
+ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+
+def tls_client():
+    c = raw.RawNBD({"port": port}).start()
+    raw.check(c.option(raw.OPT_STARTTLS)[-1][0] == raw.REP_ACK,
+              "STARTTLS refused")
+    c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost",
+                             suppress_ragged_eofs=False)
+    return c
+
+def ends_with_close_notify(c, after):
+    try:
+        rest = c.sock.recv(4096)
+    except ssl.SSLEOFError as e:
+        raise raw.ProtoError("no close_notify after %s: %s" % (after, e))
+    raw.check(rest == b"", "bytes after %s: %r" % (after, rest))
+
+for _ in range(20):
+    c = tls_client()
+    c.go("raw")
+    c.request(raw.CMD_WRITE, 0, 4096, data=b"\x5a" * 4096)
+    c.request(raw.CMD_DISC)
+    raw.check(c.read_reply().error == 0, "write before DISC failed")
+    ends_with_close_notify(c, "DISC")
+    c.close()
+c = tls_client()
+c.send_option(raw.OPT_ABORT)
+raw.check(c.read_option_reply(raw.OPT_ABORT)[0] == raw.REP_ACK, "ABORT")
+ends_with_close_notify(c, "ABORT")
+PY
+    fail "TLS close without close_notify"
+
 # Plain clients are refused in mode required (the option haggling says
 # TLS is required; nothing is served).
 if nbdinfo --size "$(srv_uri raw)" > "$scratch/plain.txt" 2>&1; then
