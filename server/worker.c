@@ -142,7 +142,9 @@ void worker_destroy(struct worker *w)
 
     while (m) {
         struct worker_msg *next = m->next;
-        free(m);
+        /* An embedded message belongs to its owner. */
+        if (!m->embedded)
+            free(m);
         m = next;
     }
     sd_ring_exit(&w->ring);

@@ -109,7 +109,8 @@ echo "$state" | grep "^incr" | grep -qi "lock" || fail "no lock reason: $state"
 nbdinfo --size "$(srv_uri other)" >/dev/null || fail "second server stopped serving"
 grep -qi "incr.*lock" "$SRV_LOG" || fail "the refusal is not in the log"
 srv_stop
-kill -TERM "$first_pid"; wait "$first_pid" || fail "first server exit status"
+kill -TERM "$first_pid"; wait "$first_pid" ||
+    { st=$?; tail -20 "$scratch/srv1/server.log" >&2; fail "first server exit status $st"; }
 
 # --- nbd-server INI config ---------------------------------------------------
 port=$(free_tcp_port)
@@ -133,5 +134,6 @@ wait_for 20 nbdinfo --size "nbd://127.0.0.1:$port/disk1" >/dev/null 2>&1 ||
 [ "$(nbdinfo --size "nbd://127.0.0.1:$port/disk1")" = 4194304 ] || fail "INI export size"
 nbdinfo --json "nbd://127.0.0.1:$port/disk1" | grep -q '"is_read_only": true' ||
     fail "INI readonly not applied"
-kill -TERM "$ini_pid"; wait "$ini_pid" || fail "INI server exit status"
+kill -TERM "$ini_pid"; wait "$ini_pid" ||
+    { st=$?; cat "$scratch/ini.log" >&2; fail "INI server exit status $st"; }
 echo "exports: all checks passed"
