@@ -233,6 +233,14 @@ void conn_finish(struct conn *c)
 {
     struct sd_server *srv = c->srv;
 
+    atomic_fetch_sub(&c->worker->n_conns, 1);
+    sd_log_info("%s: disconnected%s%s", c->label, c->def ? " from " : "",
+                c->def ? c->def->cfg->name : "");
+    if (c->def) {
+        if (c->counted_on_image)
+            atomic_fetch_sub(&c->def->image->n_conns, 1);
+        atomic_fetch_sub(&c->def->stats->clients, 1);
+    }
     pthread_mutex_lock(&srv->conns_lock);
     if (c->prev)
         c->prev->next = c->next;
@@ -244,17 +252,16 @@ void conn_finish(struct conn *c)
     /* Closed under the lock: conn_request_close() never shuts down a
      * descriptor number that a new socket has taken. */
     close(c->fd);
-    pthread_mutex_unlock(&srv->conns_lock);
-
-    atomic_fetch_sub(&c->worker->n_conns, 1);
-    sd_log_info("%s: disconnected%s%s", c->label, c->def ? " from " : "",
-                c->def ? c->def->cfg->name : "");
-    if (c->def) {
-        if (c->counted_on_image)
-            atomic_fetch_sub(&c->def->image->n_conns, 1);
-        atomic_fetch_sub(&c->def->stats->clients, 1);
+    /* Released under the lock too: whoever sees the connection gone (a
+     * removal, the server's stop, which may close the image next) finds
+     * the last release of its export already posted to the control
+     * loop, ahead of its own callback (conn_check_waiters). */
+    if (c->def)
         export_def_unref(c->def);
-    }
+    pthread_mutex_unlock(&srv->conns_lock);
+    if (srv->test_finish_delay_us)
+        usleep(srv->test_finish_delay_us);
+
     conn_splice_release(c);
     sd_tls_session_free(c->tls);
     free(c->tls_peer);
@@ -609,10 +616,14 @@ void conn_check_waiters(struct sd_server *srv)
             continue;
         }
         *pp = w->next;
-        w->fn(w->arg);
+        /* Posted, not called: a connection that has just left the list
+         * may have posted the last release of its export (conn_finish),
+         * and fn must run after it. Called at once only without memory. */
+        if (worker_post(&srv->control, w->fn, w->arg) < 0)
+            w->fn(w->arg);
         free(w->name);
         free(w);
-        /* fn may have added waiters: start over. */
+        /* fn, when called here, may have added waiters: start over. */
         pp = &srv->waiters;
     }
 }

@@ -383,6 +383,9 @@ int server_run(const char *config_path, bool foreground, struct sd_error *err)
                 (unsigned)strtoul(getenv("SENDENSE_NBD_TEST_DELAY_US"), NULL, 10);
         /* The fallback of a file that cannot be spliced, made testable. */
         srv->test_splice_fails = getenv("SENDENSE_NBD_TEST_SPLICE_FAILS");
+        if (getenv("SENDENSE_NBD_TEST_FINISH_DELAY_US"))
+            srv->test_finish_delay_us = (unsigned)strtoul(
+                getenv("SENDENSE_NBD_TEST_FINISH_DELAY_US"), NULL, 10);
         ret = setup(srv, cfg, err);
     }
     sd_config_free(cfg);

@@ -67,6 +67,10 @@ struct sd_server {
      * requests in flight and replies overtaking each other. */
     unsigned test_delay_us;
     bool test_splice_fails;           /* SENDENSE_NBD_TEST_SPLICE_FAILS */
+    /* Test hook (SENDENSE_NBD_TEST_FINISH_DELAY_US): a departing
+     * connection sleeps this long once it has left the list, so tests
+     * can make a stop or a removal act in that moment. */
+    unsigned test_finish_delay_us;
 };
 
 /* Load, bind, start workers; then serve until SIGTERM/SIGINT. */

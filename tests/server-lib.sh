@@ -118,6 +118,12 @@ srv_check_log() {
         cat "$SRV_LOG" >&2
         fail "sanitizer report in the server log"
     fi
+    # Every reference to an image is gone before the server closes its
+    # images at exit; one left is a leak or a race in the stop.
+    if grep -q "still referenced at exit" "$SRV_LOG"; then
+        cat "$SRV_LOG" >&2
+        fail "an image was still referenced at exit"
+    fi
 }
 
 srv_stop() {
