@@ -72,9 +72,9 @@ static bool reserve_span(struct buf_pool *p)
     size_t len = p->span_bytes + BUF_POOL_SLAB_BYTES;
     char *m, *start;
 
-    if (p->span_state)
-        return p->span_state > 0;
-    p->span_state = -1;
+    if (p->span || p->span_failed)
+        return p->span != NULL;
+    p->span_failed = true;
     if (n_slabs(p) == 0)
         return false;
     p->slabs = malloc(n_slabs(p) * sizeof(*p->slabs));
@@ -101,7 +101,7 @@ static bool reserve_span(struct buf_pool *p)
     for (size_t i = 0; i < n_slabs(p); i++)
         p->slabs[i] = (struct buf_slab){ .cls = SLAB_UNCARVED };
     p->span = start;
-    p->span_state = 1;
+    p->span_failed = false;
     return true;
 }
 
@@ -226,7 +226,7 @@ void buf_pool_destroy(struct buf_pool *p)
     free(p->slabs);
     p->span = NULL;
     p->slabs = NULL;
-    p->span_state = 0;
+    p->span_failed = false;
     p->cached_bytes = 0;
     p->slab_bytes = 0;
 }

@@ -29,6 +29,7 @@
 #ifndef SENDENSE_SERVER_BUF_POOL_H
 #define SENDENSE_SERVER_BUF_POOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,7 +58,7 @@ struct buf_pool {
     char *span;
     struct buf_slab *slabs;         /* one per BUF_POOL_SLAB_BYTES of span */
     uint64_t slab_bytes;            /* memory in carved slabs */
-    int span_state;                 /* 0 not tried, 1 reserved, -1 failed */
+    bool span_failed;               /* reserving it failed: use malloc */
 };
 
 void buf_pool_init(struct buf_pool *p, uint64_t cap);

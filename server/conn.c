@@ -457,8 +457,6 @@ int conn_start_tls(struct conn *c, const struct timespec *deadline)
     return 0;
 }
 
-/* --- table queries and waiters (control loop) --- */
-
 /* Without close_notify a TLS client cannot tell our close from a cut
  * connection (gnutls calls it a premature termination, and libnbd fails
  * its nbd_shutdown). The socket may already be gone: then nothing is
@@ -473,6 +471,8 @@ void conn_end_tls(struct conn *c)
     deadline = co_deadline_in(TLS_CLOSE_NOTIFY_SECONDS);
     (void)tls_flush(c, &deadline);
 }
+
+/* --- table queries and waiters (control loop) --- */
 
 static bool conn_matches(const struct conn *c, const char *name,
                          uint64_t max_id)

@@ -64,7 +64,7 @@ for how in close remove; do
         alive=no
         kill -0 "$holder" 2>/dev/null && alive=yes
         srv_rpc connection.list >&2 || :
-        # Seen once in CI and once in 25 loaded runs by hand: the server
+        # Seen once in CI and once in 4 loaded -j2 runs by hand: the server
         # had read all 16 writes and the client waited for a reply.
         # Where the server's threads and rings stand, for next time.
         for f in /proc/"$SRV_PID"/fdinfo/*; do
