@@ -118,6 +118,7 @@ CLUSTER=65536
 BUILD=$(cd "$BUILD" && pwd)
 SD_NBD=${SENDENSE_NBD:-$BUILD/server/sendense-nbd}
 SD_PUMP=$BUILD/bench/socket-pump
+SD_NBD_PUMP=$BUILD/bench/nbd-pump
 SD_IMG=${SENDENSE_IMG:-$BUILD/qcow2/sendense-img}
 [ -x "$SD_NBD" ] || die "$SD_NBD not built (use --build DIR)"
 [ -x "$SD_IMG" ] || die "$SD_IMG not built (use --build DIR)"
@@ -704,6 +705,59 @@ run_ceiling() {  # run_ceiling ROW REP
     return 0
 }
 
+# Starts a pump (its command line) as the server and waits until it
+# listens.
+start_pump() {
+    local i
+    SERVER_PIDS=(); SAMPLER_PID=
+    rm -f "$RUN/pump.sock"
+    "$@" > "$SERVER_LOG" 2>&1 &
+    SERVER_PIDS=($!)
+    for i in $(seq 1 200); do
+        grep -q '^listening' "$SERVER_LOG" && break
+        sleep 0.02
+    done
+}
+
+# The transport's ceiling of a random row: the same fio job against the
+# least NBD server there can be (bench/nbd-pump.c: a pread or pwrite per
+# request, one trip into the kernel per batch). Its CPU per request is
+# what the kernel and the machine cost. Rows on tmpfs, and random writes
+# on disk, which both it and the servers put in the page cache; not
+# random reads on disk, where its one read at a time would wait for the
+# device and make it no ceiling.
+run_nbd_pump() {  # run_nbd_pump ROW REP
+    local row=$1 rep=$2 workload target place transport dir addr uri
+    IFS=/ read -r workload target place transport <<< "$row"
+    dir=$(place_dir "$place")
+    if [ ! -x "$SD_NBD_PUMP" ]; then
+        record "$row" pump "$rep" unavailable "" "" "" "" "" "" "" "" "" "no $SD_NBD_PUMP"
+        return 0
+    fi
+    ensure_inputs "$place"
+    local port
+    port=$($TOOL port)
+    if [ "$transport" = unix ]; then addr=unix:$RUN/pump.sock
+    else addr=tcp:$port; fi
+    uri=$(make_uri "$transport" 0 "$RUN/pump.sock" "$port" bench)
+    start_pump "$SD_NBD_PUMP" "$addr" "$dir/full.raw"
+    local c0 c1 rc=0 value unit bytes reqs secs cpu rss
+    c0=$(cpu_ticks "${SERVER_PIDS[@]}")
+    run_fio "$workload" "$uri" nbd > "$RUN/client.log" 2>&1 || rc=$?
+    c1=$(cpu_ticks "${SERVER_PIDS[@]}")
+    rss=$(peak_rss_kib)
+    kill -0 "${SERVER_PIDS[0]}" 2>/dev/null || rc=1
+    stop_server
+    cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
+    if [ "$rc" != 0 ]; then
+        tail -3 "$RUN/client.log" "$SERVER_LOG" >&2
+        record "$row" pump "$rep" failed "" "" "" "" "" "$cpu" "$rss" "" "" "nbd pump failed"
+        return 0
+    fi
+    read -r value unit bytes reqs secs < <(fio_result "$RUN/client.log" "$workload")
+    record "$row" pump "$rep" ok "$value" "$unit" "$bytes" "$reqs" "$secs" "$cpu" "$rss" "" "" "nbd pump"
+}
+
 # The transport ceiling of a one-connection sequential row: the same
 # bytes between the same source and file through the same kind of socket
 # (and TLS in the TLS rows), with no protocol (bench/socket-pump.c). Its
@@ -730,15 +784,7 @@ run_pump() {  # run_pump ROW REP
         serve+=(--tls "$TLS_DIR/server-cert.pem" "$TLS_DIR/server-key.pem"); client+=(--tls)
     fi
     settle "$place"
-    SERVER_PIDS=(); SAMPLER_PID=
-    rm -f "$RUN/pump.sock"
-    "$SD_PUMP" listen "$addr" "${serve[@]}" > "$SERVER_LOG" 2>&1 &
-    SERVER_PIDS=($!)
-    local i
-    for i in $(seq 1 200); do
-        grep -q '^listening' "$SERVER_LOG" && break
-        sleep 0.02
-    done
+    start_pump "$SD_PUMP" listen "$addr" "${serve[@]}"
     local t0 t1 c0 c1 rc=0
     c0=$(cpu_ticks "${SERVER_PIDS[@]}")
     t0=$(now)
@@ -995,9 +1041,11 @@ for row in "${ROWS[@]}"; do
                 "$server" "$rep"
         done
         # The ceilings: the same pattern by fio on a file in the same place
-        # (not for TLS rows), and the socket pump (one-connection rows).
+        # (not for TLS rows), the socket pump (one-connection rows) and
+        # the NBD pump (random rows on tmpfs).
         case $row in rand-*|seq-*) run_ceiling "$(sed -E 's#^(seq-(write|read)-[0-9]+)c/#\1/#' <<< "$row")" "$rep" ;; esac
         case $row in *seq-*-1c/*) run_pump "$(sed -E 's#^((tls-)?seq-(write|read)-1)c/#\1/#' <<< "$row")" "$rep" ;; esac
+        case $row in rand-*/raw/tmpfs/*|rand-write-*/raw/disk/*) run_nbd_pump "$row" "$rep" ;; esac
     done
 done
 T_END=$(date +%s)

@@ -42,6 +42,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "pump-net.h"
+
 enum { CHUNK = 256 * 1024, SLOTS = 64, ALIGN = 4096 };
 
 struct options {
@@ -67,74 +69,40 @@ static int fail(const char *what, int err)
     return 1;
 }
 
-static int make_address(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
-{
-    memset(ss, 0, sizeof *ss);
-    if (strncmp(addr, "unix:", 5) == 0) {
-        struct sockaddr_un *un = (struct sockaddr_un *)ss;
-        if (strlen(addr + 5) >= sizeof un->sun_path)
-            return -ENAMETOOLONG;
-        un->sun_family = AF_UNIX;
-        strcpy(un->sun_path, addr + 5);
-        *len = sizeof *un;
-        return AF_UNIX;
-    }
-    if (strncmp(addr, "tcp:", 4) == 0) {
-        struct sockaddr_in *in = (struct sockaddr_in *)ss;
-        char *end;
-        long port = strtol(addr + 4, &end, 10);
-        if (*end || port <= 0 || port > 65535)
-            return -EINVAL;
-        in->sin_family = AF_INET;
-        in->sin_port = htons((unsigned short)port);
-        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        *len = sizeof *in;
-        return AF_INET;
-    }
-    return -EINVAL;
-}
-
-/* Returns the connected socket or a negative errno. */
+/* Returns the connected socket or a negative errno. The listening side
+ * takes one connection and closes its listener. */
 static int open_connection(const struct options *o)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    int family = make_address(o->addr, &ss, &len);
+    int family = pump_address(o->addr, &ss, &len), fd, conn, err = 0;
+
     if (family < 0)
         return family;
-    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1, conn = -1, err = 0;
-    if (family == AF_INET)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (!o->listening) {
-        if (connect(fd, (struct sockaddr *)&ss, len) < 0)
+        fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return -errno;
+        pump_nodelay(fd);
+        if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
             err = -errno;
-        if (err) {
             close(fd);
             return err;
         }
         return fd;
     }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (family == AF_UNIX)
-        unlink(((struct sockaddr_un *)&ss)->sun_path);
-    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1) < 0) {
+    fd = pump_listen(o->addr);
+    if (fd < 0)
+        return fd;
+    if ((conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) < 0)
         err = -errno;
-    } else {
-        /* The harness waits for this line before it starts the client. */
-        printf("listening on %s\n", o->addr);
-        fflush(stdout);
-        if ((conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) < 0)
-            err = -errno;
-    }
     if (family == AF_UNIX)
         unlink(((struct sockaddr_un *)&ss)->sun_path);
     close(fd);
-    if (err == 0 && family == AF_INET)
-        setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return err ? err : conn;
+    if (err)
+        return err;
+    pump_nodelay(conn);
+    return conn;
 }
 
 /* One read or write of at most len bytes: > 0 done, 0 end of stream,

@@ -75,6 +75,10 @@ if seen_targets != targets:
 for k in ("seq-write-1c", "seq-read-1c", "tls-seq-write-1c", "tls-seq-read-1c"):
     if k not in pumped:
         bad.append("no socket-pump number for " + k)
+# The NBD pump is the ceiling of the random rows on tmpfs.
+for k in ("rand-write-4k", "rand-read-4k"):
+    if k not in pumped:
+        bad.append("no nbd-pump number for " + k)
 for p in ("disk/unix", "tmpfs/unix", "tmpfs/tcp"):
     if p not in seen_places:
         bad.append("no row on " + p)

@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: MIT */
+/* nbd-pump: the ceiling of the random rows on tmpfs.
+ *
+ * The least an NBD server can do per request on this machine: one
+ * thread, no image format, no request table, no structured replies. It
+ * takes the handshake as far as a client needs (fixed newstyle, NBD_OPT_GO
+ * with one export of the file's size, every other option refused), then
+ * for each batch of requests that has arrived: a pread or pwrite per
+ * request, straight into and out of the socket buffers, and one
+ * io_uring_enter that both sends the batch's replies and arms the receive
+ * of the next. On tmpfs a plain pread or pwrite is the cheapest way to the
+ * page cache (io_uring hands a tmpfs read to a worker thread).
+ *
+ * What it costs per request, measured like a server's by nbd-bench.sh, is
+ * what the kernel and the machine cost: the socket copies, the system
+ * calls and the sleep between requests. A server within 10 % of it is at
+ * the machine's limit for that row.
+ *
+ *   nbd-pump ADDR FILE      serve FILE as the one export (any name)
+ *
+ * ADDR is unix:PATH or tcp:PORT. Connections are served one after another
+ * (fio opens one to learn the size, then its own) until SIGTERM. */
+#define _GNU_SOURCE
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pump-net.h"
+
+#define NBDMAGIC 0x4e42444d41474943ULL
+#define IHAVEOPT 0x49484156454f5054ULL
+#define OPT_REPLY_MAGIC 0x3e889045565a9ULL
+#define REQUEST_MAGIC 0x25609513u
+#define SIMPLE_REPLY_MAGIC 0x67446698u
+
+enum {
+    FLAG_FIXED_NEWSTYLE = 1, FLAG_NO_ZEROES = 2,
+    OPT_ABORT = 2, OPT_GO = 7,
+    REP_ACK = 1, REP_INFO = 3, REP_ERR_UNSUP = (int)(1u << 31) + 1,
+    INFO_EXPORT = 0,
+    TX_HAS_FLAGS = 1, TX_SEND_FLUSH = 4,
+    CMD_READ = 0, CMD_WRITE = 1, CMD_DISC = 2, CMD_FLUSH = 3,
+    REQUEST_BYTES = 28, REPLY_BYTES = 16,
+    MAX_PAYLOAD = 4 << 20,
+    RX_BYTES = MAX_PAYLOAD + REQUEST_BYTES,
+    TX_BYTES = 2 * MAX_PAYLOAD,
+};
+
+struct pump {
+    int sock, file;
+    uint64_t size;
+    struct io_uring ring;
+    char *rx, *tx;
+    size_t rx_len;              /* bytes received, not yet handled */
+    size_t tx_len, tx_sent;     /* replies queued; of them, sent */
+    bool closing;
+};
+
+static int fail(const char *what, int err)
+{
+    fprintf(stderr, "nbd-pump: %s: %s\n", what, strerror(err));
+    return -err;
+}
+
+/* --- handshake: blocking, once per connection --- */
+
+static int recv_all(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len) {
+        ssize_t n = recv(fd, p, len, 0);
+        if (n == 0)
+            return -ECONNRESET;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int send_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int option_reply(int fd, uint32_t opt, uint32_t type,
+                        const void *data, uint32_t len)
+{
+    char head[20];
+    uint64_t magic = htobe64(OPT_REPLY_MAGIC);
+    uint32_t o = htobe32(opt), t = htobe32(type), l = htobe32(len);
+
+    memcpy(head, &magic, 8);
+    memcpy(head + 8, &o, 4);
+    memcpy(head + 12, &t, 4);
+    memcpy(head + 16, &l, 4);
+    int ret = send_all(fd, head, sizeof head);
+    return ret < 0 || !len ? ret : send_all(fd, data, len);
+}
+
+/* 1: NBD_OPT_GO accepted, go on to transmission; 0: the client left. */
+static int handshake(struct pump *p)
+{
+    char greet[18];
+    uint64_t m1 = htobe64(NBDMAGIC), m2 = htobe64(IHAVEOPT);
+    uint16_t hflags = htobe16(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
+    uint32_t cflags;
+    int ret;
+
+    memcpy(greet, &m1, 8);
+    memcpy(greet + 8, &m2, 8);
+    memcpy(greet + 16, &hflags, 2);
+    if ((ret = send_all(p->sock, greet, sizeof greet)) < 0 ||
+        (ret = recv_all(p->sock, &cflags, 4)) < 0)
+        return ret;
+    for (;;) {
+        char head[16], data[4096];
+        uint32_t opt, len;
+        if ((ret = recv_all(p->sock, head, sizeof head)) < 0)
+            return ret == -ECONNRESET ? 0 : ret;
+        memcpy(&opt, head + 8, 4);
+        memcpy(&len, head + 12, 4);
+        opt = be32toh(opt);
+        len = be32toh(len);
+        if (len > sizeof data)
+            return -EPROTO;
+        if ((ret = recv_all(p->sock, data, len)) < 0)
+            return ret;
+        if (opt == OPT_ABORT) {
+            (void)option_reply(p->sock, opt, REP_ACK, NULL, 0);
+            return 0;
+        }
+        if (opt != OPT_GO) {
+            ret = option_reply(p->sock, opt, (uint32_t)REP_ERR_UNSUP, NULL, 0);
+            if (ret < 0)
+                return ret;
+            continue;
+        }
+        char info[12];
+        uint16_t type = htobe16(INFO_EXPORT);
+        uint16_t tflags = htobe16(TX_HAS_FLAGS | TX_SEND_FLUSH);
+        uint64_t size = htobe64(p->size);
+        memcpy(info, &type, 2);
+        memcpy(info + 2, &size, 8);
+        memcpy(info + 10, &tflags, 2);
+        if ((ret = option_reply(p->sock, opt, REP_INFO, info, sizeof info)) < 0 ||
+            (ret = option_reply(p->sock, opt, REP_ACK, NULL, 0)) < 0)
+            return ret;
+        return 1;
+    }
+}
+
+/* --- transmission --- */
+
+static void put_reply(struct pump *p, uint64_t cookie, int err)
+{
+    char *r = p->tx + p->tx_len;
+    uint32_t magic = htobe32(SIMPLE_REPLY_MAGIC), e = htobe32((uint32_t)err);
+
+    memcpy(r, &magic, 4);
+    memcpy(r + 4, &e, 4);
+    memcpy(r + 8, &cookie, 8);      /* echoed as it came */
+    p->tx_len += REPLY_BYTES;
+}
+
+/* Handles the request at q (avail bytes received) if it is all there and
+ * its reply fits: its length, 0 if it must wait, or a negative errno. */
+static long handle_one(struct pump *p, const char *q, size_t avail)
+{
+    uint32_t magic, len;
+    uint16_t type;
+    uint64_t cookie, off;
+
+    if (avail < REQUEST_BYTES)
+        return 0;
+    memcpy(&magic, q, 4);
+    memcpy(&type, q + 6, 2);
+    memcpy(&cookie, q + 8, 8);
+    memcpy(&off, q + 16, 8);
+    memcpy(&len, q + 24, 4);
+    type = be16toh(type);
+    off = be64toh(off);
+    len = be32toh(len);
+    if (be32toh(magic) != REQUEST_MAGIC || len > MAX_PAYLOAD)
+        return -EPROTO;
+    size_t need = REQUEST_BYTES + (type == CMD_WRITE ? len : 0);
+    size_t reply = REPLY_BYTES + (type == CMD_READ ? len : 0);
+    if (avail < need || p->tx_len + reply > TX_BYTES)
+        return 0;
+    int err = 0;
+    ssize_t n;
+    switch (type) {
+    case CMD_READ:
+        put_reply(p, cookie, 0);
+        n = pread(p->file, p->tx + p->tx_len, len, (off_t)off);
+        if (n != (ssize_t)len) {    /* a simple reply's data must be whole */
+            p->tx_len -= REPLY_BYTES;
+            put_reply(p, cookie, EIO);
+            break;
+        }
+        p->tx_len += len;
+        break;
+    case CMD_WRITE:
+        n = pwrite(p->file, q + REQUEST_BYTES, len, (off_t)off);
+        err = n == (ssize_t)len ? 0 : EIO;
+        put_reply(p, cookie, err);
+        break;
+    case CMD_FLUSH:
+        put_reply(p, cookie, fdatasync(p->file) == 0 ? 0 : EIO);
+        break;
+    case CMD_DISC:
+        p->closing = true;
+        break;
+    default:
+        put_reply(p, cookie, EINVAL);
+        break;
+    }
+    return (long)need;
+}
+
+static int handle_received(struct pump *p)
+{
+    size_t done = 0;
+
+    while (!p->closing) {
+        long n = handle_one(p, p->rx + done, p->rx_len - done);
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    memmove(p->rx, p->rx + done, p->rx_len - done);
+    p->rx_len -= done;
+    return 0;
+}
+
+/* One trip into the kernel: send what replies are unsent and, unless
+ * closing, receive what has come, waiting for at least one of them. */
+static int exchange(struct pump *p)
+{
+    struct io_uring_sqe *sqe;
+    struct io_uring_cqe *cqe;
+    unsigned waiting = 0;
+    bool receiving = !p->closing && p->rx_len < RX_BYTES;
+
+    if (p->tx_sent < p->tx_len) {
+        sqe = io_uring_get_sqe(&p->ring);
+        io_uring_prep_send(sqe, p->sock, p->tx + p->tx_sent,
+                           p->tx_len - p->tx_sent, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(sqe, 1);
+        waiting++;
+    }
+    if (receiving) {
+        sqe = io_uring_get_sqe(&p->ring);
+        io_uring_prep_recv(sqe, p->sock, p->rx + p->rx_len,
+                           RX_BYTES - p->rx_len, 0);
+        io_uring_sqe_set_data64(sqe, 2);
+        waiting++;
+    }
+    if (!waiting)
+        return 0;
+    int ret = io_uring_submit_and_wait(&p->ring, waiting);
+    if (ret < 0 && ret != -EINTR)
+        return ret;
+    while (waiting) {
+        if ((ret = io_uring_wait_cqe(&p->ring, &cqe)) < 0) {
+            if (ret == -EINTR)
+                continue;
+            return ret;
+        }
+        int res = cqe->res;
+        uint64_t what = io_uring_cqe_get_data64(cqe);
+        io_uring_cqe_seen(&p->ring, cqe);
+        waiting--;
+        if (res < 0)
+            return res;
+        if (what == 1) {
+            p->tx_sent += (size_t)res;
+            if (p->tx_sent == p->tx_len)
+                p->tx_sent = p->tx_len = 0;
+        } else if (res == 0) {
+            p->closing = true;
+        } else {
+            p->rx_len += (size_t)res;
+        }
+    }
+    return 0;
+}
+
+static int transmit(struct pump *p)
+{
+    int ret;
+
+    p->rx_len = p->tx_len = p->tx_sent = 0;
+    p->closing = false;
+    do {
+        if ((ret = exchange(p)) < 0 || (ret = handle_received(p)) < 0)
+            return ret;
+    } while (!p->closing || p->tx_len > p->tx_sent);
+    return 0;
+}
+
+static void serve(struct pump *p, int listener)
+{
+    for (;;) {
+        int ret;
+        p->sock = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+        if (p->sock < 0) {
+            if (errno == EINTR)
+                continue;
+            fail("accept", errno);
+            return;
+        }
+        pump_nodelay(p->sock);
+        ret = handshake(p);
+        if (ret > 0)
+            ret = transmit(p);
+        close(p->sock);
+        if (ret < 0)
+            fprintf(stderr, "nbd-pump: connection: %s\n", strerror(-ret));
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct pump p = { .sock = -1 };
+    struct stat st;
+
+    if (argc != 3) {
+        fprintf(stderr, "usage: nbd-pump unix:PATH|tcp:PORT FILE\n");
+        return 2;
+    }
+    p.file = open(argv[2], O_RDWR | O_CLOEXEC);
+    if (p.file < 0 || fstat(p.file, &st) < 0) {
+        fail(argv[2], errno);
+        return 1;
+    }
+    p.size = (uint64_t)st.st_size;
+    p.rx = malloc(RX_BYTES);
+    p.tx = malloc(TX_BYTES);
+    if (!p.rx || !p.tx) {
+        fail("buffers", ENOMEM);
+        return 1;
+    }
+    int ret = io_uring_queue_init(8, &p.ring, IORING_SETUP_COOP_TASKRUN |
+                                               IORING_SETUP_TASKRUN_FLAG);
+    if (ret < 0) {
+        fail("io_uring", -ret);
+        return 1;
+    }
+    int listener = pump_listen(argv[1]);
+    if (listener < 0) {
+        fail(argv[1], -listener);
+        return 1;
+    }
+    serve(&p, listener);        /* returns only if accept fails */
+    return 1;
+}
