@@ -705,6 +705,18 @@ run_ceiling() {  # run_ceiling ROW REP
     return 0
 }
 
+# pump_available ROW REP BINARY: without BINARY built, the row's pump is
+# recorded as unavailable (status 1); else the place's inputs are made.
+pump_available() {
+    local workload target place transport
+    IFS=/ read -r workload target place transport <<< "$1"
+    if [ ! -x "$3" ]; then
+        record "$1" pump "$2" unavailable "" "" "" "" "" "" "" "" "" "no $3"
+        return 1
+    fi
+    ensure_inputs "$place"
+}
+
 # Starts a pump (its command line) as the server and waits until it
 # listens.
 start_pump() {
@@ -730,11 +742,7 @@ run_nbd_pump() {  # run_nbd_pump ROW REP
     local row=$1 rep=$2 workload target place transport dir addr uri
     IFS=/ read -r workload target place transport <<< "$row"
     dir=$(place_dir "$place")
-    if [ ! -x "$SD_NBD_PUMP" ]; then
-        record "$row" pump "$rep" unavailable "" "" "" "" "" "" "" "" "" "no $SD_NBD_PUMP"
-        return 0
-    fi
-    ensure_inputs "$place"
+    pump_available "$row" "$rep" "$SD_NBD_PUMP" || return 0
     local port
     port=$($TOOL port)
     if [ "$transport" = unix ]; then addr=unix:$RUN/pump.sock
@@ -767,11 +775,7 @@ run_pump() {  # run_pump ROW REP
     local row=$1 rep=$2 workload target place transport dir file= addr
     IFS=/ read -r workload target place transport <<< "$row"
     dir=$(place_dir "$place")
-    if [ ! -x "$SD_PUMP" ]; then
-        record "$row" pump "$rep" unavailable "" "" "" "" "" "" "" "" "" "no $SD_PUMP"
-        return 0
-    fi
-    ensure_inputs "$place"
+    pump_available "$row" "$rep" "$SD_PUMP" || return 0
     if [ "$transport" = unix ]; then addr=unix:$RUN/pump.sock
     else addr=tcp:$($TOOL port); fi
     local serve=(--from "$dir/full.raw") client=(--to-null)

@@ -73,11 +73,13 @@ static int fail(const char *what, int err)
 
 /* --- handshake: blocking, once per connection --- */
 
-static int recv_all(int fd, void *buf, size_t len)
+/* Moves all len bytes, or fails: -ECONNRESET if the peer left. */
+static int transfer_all(int fd, void *buf, size_t len, bool sending)
 {
     char *p = buf;
     while (len) {
-        ssize_t n = recv(fd, p, len, 0);
+        ssize_t n = sending ? send(fd, p, len, MSG_NOSIGNAL)
+                            : recv(fd, p, len, 0);
         if (n == 0)
             return -ECONNRESET;
         if (n < 0 && errno == EINTR)
@@ -90,19 +92,14 @@ static int recv_all(int fd, void *buf, size_t len)
     return 0;
 }
 
+static int recv_all(int fd, void *buf, size_t len)
+{
+    return transfer_all(fd, buf, len, false);
+}
+
 static int send_all(int fd, const void *buf, size_t len)
 {
-    const char *p = buf;
-    while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return transfer_all(fd, (void *)buf, len, true);
 }
 
 static int option_reply(int fd, uint32_t opt, uint32_t type,
