@@ -748,6 +748,7 @@ run_nbd_pump() {  # run_nbd_pump ROW REP
     if [ "$transport" = unix ]; then addr=unix:$RUN/pump.sock
     else addr=tcp:$port; fi
     uri=$(make_uri "$transport" 0 "$RUN/pump.sock" "$port" bench)
+    settle "$place"
     start_pump "$SD_NBD_PUMP" "$addr" "$dir/full.raw"
     local c0 c1 rc=0 value unit bytes reqs secs cpu rss
     c0=$(cpu_ticks "${SERVER_PIDS[@]}")
@@ -1046,7 +1047,7 @@ for row in "${ROWS[@]}"; do
         done
         # The ceilings: the same pattern by fio on a file in the same place
         # (not for TLS rows), the socket pump (one-connection rows) and
-        # the NBD pump (random rows on tmpfs).
+        # the NBD pump (random rows on tmpfs, random writes on disk).
         case $row in rand-*|seq-*) run_ceiling "$(sed -E 's#^(seq-(write|read)-[0-9]+)c/#\1/#' <<< "$row")" "$rep" ;; esac
         case $row in *seq-*-1c/*) run_pump "$(sed -E 's#^((tls-)?seq-(write|read)-1)c/#\1/#' <<< "$row")" "$rep" ;; esac
         case $row in rand-*/raw/tmpfs/*|rand-write-*/raw/disk/*) run_nbd_pump "$row" "$rep" ;; esac
