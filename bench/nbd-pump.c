@@ -209,15 +209,12 @@ static long handle_one(struct pump *p, const char *q, size_t avail)
     int err = 0;
     ssize_t n;
     switch (type) {
-    case CMD_READ:
-        put_reply(p, cookie, 0);
-        n = pread(p->file, p->tx + p->tx_len, len, (off_t)off);
-        if (n != (ssize_t)len) {    /* a simple reply's data must be whole */
-            p->tx_len -= REPLY_BYTES;
-            put_reply(p, cookie, EIO);
-            break;
-        }
-        p->tx_len += len;
+    case CMD_READ:                  /* the data goes after its reply */
+        n = pread(p->file, p->tx + p->tx_len + REPLY_BYTES, len, (off_t)off);
+        err = n == (ssize_t)len ? 0 : EIO;  /* simple replies are whole */
+        put_reply(p, cookie, err);
+        if (!err)
+            p->tx_len += len;
         break;
     case CMD_WRITE:
         n = pwrite(p->file, q + REQUEST_BYTES, len, (off_t)off);
