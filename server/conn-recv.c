@@ -21,6 +21,7 @@
 #include "config.h"
 
 #include "common/co-io.h"
+#include "common/coroutine.h"
 #include "server/conn.h"
 #include "server/worker.h"
 
@@ -71,6 +72,15 @@ static int stage_some(struct conn *c, size_t want)
     }
     if (want > RECV_STAGE_BYTES)
         want = RECV_STAGE_BYTES;
+    /* Replies the sender has yet to queue go into the ring before this
+     * receive: the ring runs submissions in order, and a receive that
+     * runs first finds the socket empty (the client is still waiting
+     * for those replies) and arms a poll, which costs more than the
+     * receive itself. */
+    if (c->send_head) {
+        co_schedule(co_self());
+        co_yield();
+    }
     n = co_recv_some(&c->worker->ring, c->fd, c->rbuf, want, 0, NULL);
     if (n < 0)
         return n;

@@ -43,6 +43,11 @@ enum {
      * (reply-splice.c); smaller ones are cheaper copied: a splice is
      * two trips through the ring where a copy is none. */
     SPLICE_MIN = 64 * 1024,
+    /* Reads smaller than this are answered as one data chunk without
+     * asking the image where its holes are: the lookup (two lseeks on a
+     * raw file) costs more than the few zeros it could leave unsent. */
+    SPARSE_READ_MIN = 64 * 1024,
+    META_INLINE = 32,           /* the reply headers of one chunk */
     BUF_ALIGN = 4096,           /* O_DIRECT-safe buffers */
 };
 
@@ -58,7 +63,8 @@ struct nbd_req {
     int ret;                    /* of the image phase */
     const char *msg;            /* its error message, or NULL */
     struct worker_msg hop;      /* to the image's owner and back */
-    uint8_t *meta;              /* reply headers (owned) */
+    uint8_t *meta;              /* reply headers (meta_inline or owned) */
+    uint8_t meta_inline[META_INLINE];
     struct iovec *iov;          /* reply (iov_inline or owned) */
     int iovcnt;
     struct iovec iov_inline[2];
@@ -128,6 +134,20 @@ struct span {
     bool hole;
 };
 
+/* Room for a reply's headers: most fit in the request itself. */
+static uint8_t *meta_alloc(struct nbd_req *q, size_t len)
+{
+    q->meta = len <= META_INLINE ? q->meta_inline : malloc(len);
+    return q->meta;
+}
+
+static void meta_free(struct nbd_req *q)
+{
+    if (q->meta != q->meta_inline)
+        free(q->meta);
+    q->meta = NULL;
+}
+
 /* A spliced read: the data pieces of its reply (those with a NULL base,
  * one per data span in order) come from the file at the span's offset
  * (a raw image's guest offsets are its file's). */
@@ -152,8 +172,7 @@ static int file_pieces(struct nbd_req *q, const struct span *s, unsigned n)
 
 static int reply_simple(struct nbd_req *q, bool with_data)
 {
-    q->meta = malloc(NBD_SIMPLE_REPLY_SIZE);
-    if (!q->meta)
+    if (!meta_alloc(q, NBD_SIMPLE_REPLY_SIZE))
         return -ENOMEM;
     put_be32(q->meta, NBD_SIMPLE_REPLY_MAGIC);
     put_be32(q->meta + 4, q->error);
@@ -177,8 +196,7 @@ static int reply_structured_error(struct nbd_req *q, const char *msg)
 
     if (n > 1024)
         n = 1024;
-    q->meta = malloc(NBD_CHUNK_HEADER_SIZE + 6 + n);
-    if (!q->meta)
+    if (!meta_alloc(q, NBD_CHUNK_HEADER_SIZE + 6 + n))
         return -ENOMEM;
     chunk_header(q->meta, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR,
                  q->r.cookie, (uint32_t)(6 + n));
@@ -248,8 +266,8 @@ static int reply_read_chunks(struct nbd_req *q, const struct span *s,
     size_t meta_len = (size_t)n * (NBD_CHUNK_HEADER_SIZE + 12);
     uint8_t *p;
 
-    q->meta = malloc(meta_len);
-    q->iov = calloc(2u * n, sizeof(*q->iov));
+    meta_alloc(q, meta_len);
+    q->iov = n == 1 ? q->iov_inline : calloc(2u * n, sizeof(*q->iov));
     if (!q->meta || !q->iov)
         return -ENOMEM;
     p = q->meta;
@@ -281,7 +299,8 @@ static int reply_read_chunks(struct nbd_req *q, const struct span *s,
 static int serve_read(struct nbd_req *q, const char **msg)
 {
     struct sd_img *img = image_of(q->c)->img;
-    bool chunked = q->c->structured && !(q->r.flags & NBD_CMD_FLAG_DF);
+    bool chunked = q->c->structured && !(q->r.flags & NBD_CMD_FLAG_DF) &&
+                   q->r.length >= SPARSE_READ_MIN;
     struct span *spans = NULL;
     unsigned n = 0;
     int ret = 0;
@@ -391,8 +410,7 @@ static int serve_block_status(struct nbd_req *q, const char **msg)
         goto out;
     }
     ret = -ENOMEM;
-    q->meta = malloc(2 * per_ctx);
-    if (!q->meta)
+    if (!meta_alloc(q, 2 * per_ctx))
         goto out;
     if (q->c->ctx_base)
         len += put_status_chunk(q, q->meta, NBD_CONTEXT_ID_BASE, status_base,
@@ -533,8 +551,7 @@ static void finish_request(struct nbd_req *q)
         if (is_ordered(q->r.type) || q->r.type == NBD_CMD_FLUSH)
             export_stats_write_error(q->c->def->stats, op_of(q->r.type),
                                      ret, msg, q->r.offset, q->r.length);
-        free(q->meta);
-        q->meta = NULL;
+        meta_free(q);
         if (q->iov != q->iov_inline)
             free(q->iov);
         q->iov = NULL;
@@ -616,7 +633,7 @@ static void free_req(struct nbd_req *q)
     if (c->inflight_reqs == 0)
         co_queue_wake_all(&c->idle_wait);
     req_buf_release(q);
-    free(q->meta);
+    meta_free(q);
     if (q->iov != q->iov_inline)
         free(q->iov);
     free(q->file_off);
