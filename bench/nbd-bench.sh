@@ -734,13 +734,14 @@ start_pump() {
 # The transport's ceiling of a random row: the same fio job against the
 # least NBD server there can be (bench/nbd-pump.c: a pread or pwrite per
 # request, one trip into the kernel per batch). Its CPU per request is
-# what the kernel and the machine cost. Rows on tmpfs, and random writes
-# on disk, which both it and the servers put in the page cache; not
-# random reads on disk, where its one read at a time would wait for the
-# device and make it no ceiling.
+# what the kernel and the machine cost. Random reads on disk take its
+# pipelined mode (--ring-reads, bench/nbd-pump-ring.c): every read in
+# flight at once through io_uring, each reply sent as its read completes,
+# since one pread after another would wait for the device each time.
 run_nbd_pump() {  # run_nbd_pump ROW REP
-    local row=$1 rep=$2 workload target place transport dir addr uri
+    local row=$1 rep=$2 workload target place transport dir addr uri mode=()
     IFS=/ read -r workload target place transport <<< "$row"
+    [[ $workload == rand-read-* && $place == disk ]] && mode=(--ring-reads)
     dir=$(place_dir "$place")
     pump_available "$row" "$rep" "$SD_NBD_PUMP" || return 0
     local port
@@ -749,7 +750,7 @@ run_nbd_pump() {  # run_nbd_pump ROW REP
     else addr=tcp:$port; fi
     uri=$(make_uri "$transport" 0 "$RUN/pump.sock" "$port" bench)
     settle "$place"
-    start_pump "$SD_NBD_PUMP" "$addr" "$dir/full.raw"
+    start_pump "$SD_NBD_PUMP" "${mode[@]}" "$addr" "$dir/full.raw"
     local c0 c1 rc=0 value unit bytes reqs secs cpu rss
     c0=$(cpu_ticks "${SERVER_PIDS[@]}")
     run_fio "$workload" "$uri" nbd > "$RUN/client.log" 2>&1 || rc=$?
@@ -1047,10 +1048,10 @@ for row in "${ROWS[@]}"; do
         done
         # The ceilings: the same pattern by fio on a file in the same place
         # (not for TLS rows), the socket pump (one-connection rows) and
-        # the NBD pump (random rows on tmpfs, random writes on disk).
+        # the NBD pump (random rows on raw files).
         case $row in rand-*|seq-*) run_ceiling "$(sed -E 's#^(seq-(write|read)-[0-9]+)c/#\1/#' <<< "$row")" "$rep" ;; esac
         case $row in *seq-*-1c/*) run_pump "$(sed -E 's#^((tls-)?seq-(write|read)-1)c/#\1/#' <<< "$row")" "$rep" ;; esac
-        case $row in rand-*/raw/tmpfs/*|rand-write-*/raw/disk/*) run_nbd_pump "$row" "$rep" ;; esac
+        case $row in rand-*/raw/*) run_nbd_pump "$row" "$rep" ;; esac
     done
 done
 T_END=$(date +%s)

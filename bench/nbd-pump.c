@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* nbd-pump: the ceiling of the random rows on tmpfs.
+/* nbd-pump: the ceiling of the random rows.
  *
  * The least an NBD server can do per request on this machine: one
  * thread, no image format, no request table, no structured replies. It
@@ -16,7 +16,14 @@
  * calls and the sleep between requests. A server within 10 % of it is at
  * the machine's limit for that row.
  *
- *   nbd-pump ADDR FILE      serve FILE as the one export (any name)
+ *   nbd-pump [--ring-reads] ADDR FILE
+ *                           serve FILE as the one export (any name)
+ *
+ * With --ring-reads (nbd-pump-ring.c) requests are pipelined instead:
+ * reads go through io_uring, every one in flight at once, and each reply
+ * goes out as its read completes. That is the ceiling for a file on a
+ * device, where one pread after another would wait for the disk each
+ * time and no server that does so could keep a device busy.
  *
  * ADDR is unix:PATH or tcp:PORT. Connections are served one after another
  * (fio opens one to learn the size, then its own) until SIGTERM. */
@@ -34,36 +41,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "nbd-pump.h"
 #include "pump-net.h"
-
-#define NBDMAGIC 0x4e42444d41474943ULL
-#define IHAVEOPT 0x49484156454f5054ULL
-#define OPT_REPLY_MAGIC 0x3e889045565a9ULL
-#define REQUEST_MAGIC 0x25609513u
-#define SIMPLE_REPLY_MAGIC 0x67446698u
-
-enum {
-    FLAG_FIXED_NEWSTYLE = 1, FLAG_NO_ZEROES = 2,
-    OPT_ABORT = 2, OPT_GO = 7,
-    REP_ACK = 1, REP_INFO = 3, REP_ERR_UNSUP = (int)(1u << 31) + 1,
-    INFO_EXPORT = 0,
-    TX_HAS_FLAGS = 1, TX_SEND_FLUSH = 4,
-    CMD_READ = 0, CMD_WRITE = 1, CMD_DISC = 2, CMD_FLUSH = 3,
-    REQUEST_BYTES = 28, REPLY_BYTES = 16,
-    MAX_PAYLOAD = 4 << 20,
-    RX_BYTES = MAX_PAYLOAD + REQUEST_BYTES,
-    TX_BYTES = 2 * MAX_PAYLOAD,
-};
-
-struct pump {
-    int sock, file;
-    uint64_t size;
-    struct io_uring ring;
-    char *rx, *tx;
-    size_t rx_len;              /* bytes received, not yet handled */
-    size_t tx_len, tx_sent;     /* replies queued; of them, sent */
-    bool closing;
-};
 
 static int fail(const char *what, int err)
 {
@@ -171,37 +150,49 @@ static int handshake(struct pump *p)
 
 /* --- transmission --- */
 
-static void put_reply(struct pump *p, uint64_t cookie, int err)
+void pump_reply_header(char *r, uint64_t cookie, uint32_t err)
 {
-    char *r = p->tx + p->tx_len;
-    uint32_t magic = htobe32(SIMPLE_REPLY_MAGIC), e = htobe32((uint32_t)err);
+    uint32_t magic = htobe32(SIMPLE_REPLY_MAGIC), e = htobe32(err);
 
     memcpy(r, &magic, 4);
     memcpy(r + 4, &e, 4);
     memcpy(r + 8, &cookie, 8);      /* echoed as it came */
+}
+
+static void put_reply(struct pump *p, uint64_t cookie, int err)
+{
+    pump_reply_header(p->tx + p->tx_len, cookie, (uint32_t)err);
     p->tx_len += REPLY_BYTES;
+}
+
+bool pump_parse_request(const char *q, struct pump_request *r)
+{
+    uint32_t magic;
+
+    memcpy(&magic, q, 4);
+    memcpy(&r->type, q + 6, 2);
+    memcpy(&r->cookie, q + 8, 8);
+    memcpy(&r->off, q + 16, 8);
+    memcpy(&r->len, q + 24, 4);
+    r->type = be16toh(r->type);
+    r->off = be64toh(r->off);
+    r->len = be32toh(r->len);
+    return be32toh(magic) == REQUEST_MAGIC && r->len <= MAX_PAYLOAD;
 }
 
 /* Handles the request at q (avail bytes received) if it is all there and
  * its reply fits: its length, 0 if it must wait, or a negative errno. */
 static long handle_one(struct pump *p, const char *q, size_t avail)
 {
-    uint32_t magic, len;
-    uint16_t type;
-    uint64_t cookie, off;
+    struct pump_request r;
 
     if (avail < REQUEST_BYTES)
         return 0;
-    memcpy(&magic, q, 4);
-    memcpy(&type, q + 6, 2);
-    memcpy(&cookie, q + 8, 8);
-    memcpy(&off, q + 16, 8);
-    memcpy(&len, q + 24, 4);
-    type = be16toh(type);
-    off = be64toh(off);
-    len = be32toh(len);
-    if (be32toh(magic) != REQUEST_MAGIC || len > MAX_PAYLOAD)
+    if (!pump_parse_request(q, &r))
         return -EPROTO;
+    uint16_t type = r.type;
+    uint32_t len = r.len;
+    uint64_t cookie = r.cookie, off = r.off;
     size_t need = REQUEST_BYTES + (type == CMD_WRITE ? len : 0);
     size_t reply = REPLY_BYTES + (type == CMD_READ ? len : 0);
     if (avail < need || p->tx_len + reply > TX_BYTES)
@@ -331,7 +322,7 @@ static void serve(struct pump *p, int listener)
         pump_nodelay(p->sock);
         ret = handshake(p);
         if (ret > 0)
-            ret = transmit(p);
+            ret = p->ring_reads ? pump_transmit_ring(p) : transmit(p);
         close(p->sock);
         if (ret < 0)
             fprintf(stderr, "nbd-pump: connection: %s\n", strerror(-ret));
@@ -343,8 +334,14 @@ int main(int argc, char **argv)
     struct pump p = { .sock = -1 };
     struct stat st;
 
+    if (argc == 4 && strcmp(argv[1], "--ring-reads") == 0) {
+        p.ring_reads = true;
+        argv++;
+        argc--;
+    }
     if (argc != 3) {
-        fprintf(stderr, "usage: nbd-pump unix:PATH|tcp:PORT FILE\n");
+        fprintf(stderr,
+                "usage: nbd-pump [--ring-reads] unix:PATH|tcp:PORT FILE\n");
         return 2;
     }
     p.file = open(argv[2], O_RDWR | O_CLOEXEC);
@@ -359,7 +356,7 @@ int main(int argc, char **argv)
         fail("buffers", ENOMEM);
         return 1;
     }
-    int ret = io_uring_queue_init(8, &p.ring, IORING_SETUP_COOP_TASKRUN |
+    int ret = io_uring_queue_init(RING_ENTRIES, &p.ring, IORING_SETUP_COOP_TASKRUN |
                                                IORING_SETUP_TASKRUN_FLAG);
     if (ret < 0) {
         fail("io_uring", -ret);

@@ -17,7 +17,7 @@ out=$scratch/results
 # One row of each workload kind, covering disk and tmpfs, unix and TCP,
 # raw, new qcow2 and overlay targets.
 rows='^(seq-(write|read)-1c/raw/tmpfs/|seq-write-1c/overlay/|seq-read-1c/qcow2/'
-rows+='|seq-(write|read)-4c/|rand-(write|read)-4k/raw/tmpfs/'
+rows+='|seq-(write|read)-4c/|rand-(write|read)-4k/raw/tmpfs/|rand-read-4k/raw/disk/'
 rows+='|scatter-64k-aligned/qcow2/|scatter-64k-4k/overlay/|tls-seq-'
 rows+='|clients-|reload-|idle-)'
 
@@ -46,6 +46,7 @@ targets = {"raw", "qcow2", "overlay"}
 bad = []
 seen_kinds, seen_targets, seen_places = set(), set(), set()
 pumped = set()
+pumped_rows, random_raw_rows = set(), set()
 with open(sys.argv[1], newline="") as f:
     for r in csv.DictReader(f):
         if r["status"] in ("n/a", "unavailable"):
@@ -62,10 +63,13 @@ with open(sys.argv[1], newline="") as f:
             continue
         if r["server"] == "pump":
             pumped.add(r["workload"])
+            pumped_rows.add(r["row"])
         if r["server"] == "sendense-nbd":
             seen_kinds.add(r["workload"])
             seen_targets.add(r["target"])
             seen_places.add(r["place"] + "/" + r["transport"])
+            if r["workload"].startswith("rand-") and r["target"] == "raw":
+                random_raw_rows.add(r["row"])
 missing = [k for k in kinds if k not in seen_kinds]
 if missing:
     bad.append("no sendense-nbd number for: " + ", ".join(missing))
@@ -75,10 +79,13 @@ if seen_targets != targets:
 for k in ("seq-write-1c", "seq-read-1c", "tls-seq-write-1c", "tls-seq-read-1c"):
     if k not in pumped:
         bad.append("no socket-pump number for " + k)
-# The NBD pump is the ceiling of the random rows on tmpfs.
+# The NBD pump is the ceiling of every random row on a raw file (its
+# pipelined mode for reads on disk).
 for k in ("rand-write-4k", "rand-read-4k"):
     if k not in pumped:
         bad.append("no nbd-pump number for " + k)
+for k in sorted(random_raw_rows - pumped_rows):
+    bad.append("no nbd-pump number for " + k)
 for p in ("disk/unix", "tmpfs/unix", "tmpfs/tcp"):
     if p not in seen_places:
         bad.append("no row on " + p)

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/* What nbd-pump's two transmission loops share (nbd-pump.c). */
+#ifndef SENDENSE_BENCH_NBD_PUMP_H
+#define SENDENSE_BENCH_NBD_PUMP_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NBDMAGIC 0x4e42444d41474943ULL
+#define IHAVEOPT 0x49484156454f5054ULL
+#define OPT_REPLY_MAGIC 0x3e889045565a9ULL
+#define REQUEST_MAGIC 0x25609513u
+#define SIMPLE_REPLY_MAGIC 0x67446698u
+
+enum {
+    FLAG_FIXED_NEWSTYLE = 1, FLAG_NO_ZEROES = 2,
+    OPT_ABORT = 2, OPT_GO = 7,
+    REP_ACK = 1, REP_INFO = 3, REP_ERR_UNSUP = (int)(1u << 31) + 1,
+    INFO_EXPORT = 0,
+    TX_HAS_FLAGS = 1, TX_SEND_FLUSH = 4,
+    CMD_READ = 0, CMD_WRITE = 1, CMD_DISC = 2, CMD_FLUSH = 3,
+    REQUEST_BYTES = 28, REPLY_BYTES = 16,
+    MAX_PAYLOAD = 4 << 20,
+    RX_BYTES = MAX_PAYLOAD + REQUEST_BYTES,
+    TX_BYTES = 2 * MAX_PAYLOAD,
+    RING_ENTRIES = 256,
+};
+
+struct pump {
+    int sock, file;
+    uint64_t size;
+    struct io_uring ring;
+    char *rx, *tx;
+    size_t rx_len;              /* bytes received, not yet handled */
+    size_t tx_len, tx_sent;     /* replies queued; of them, sent */
+    bool closing;
+    bool ring_reads;            /* --ring-reads: pump_transmit_ring */
+};
+
+/* A request's fields, from the REQUEST_BYTES at q (host order; the
+ * cookie as it came). False if the magic is wrong or len too large. */
+struct pump_request {
+    uint16_t type;
+    uint32_t len;
+    uint64_t cookie, off;
+};
+bool pump_parse_request(const char *q, struct pump_request *r);
+
+/* The simple reply to cookie with err, REPLY_BYTES at r. */
+void pump_reply_header(char *r, uint64_t cookie, uint32_t err);
+
+/* Transmission with reads through the ring, pipelined (nbd-pump-ring.c):
+ * 0 when the client left, or a negative errno. */
+int pump_transmit_ring(struct pump *p);
+
+#endif
