@@ -134,23 +134,15 @@ static long take_request(struct ring_pump *rp, const char *q, size_t avail)
 
 /* Parses what has arrived; called only while no receive is in flight,
  * since it moves the unparsed rest to the front of the buffer. */
+static long take_one(void *rp, const char *q, size_t avail)
+{
+    return take_request(rp, q, avail);
+}
+
 static int parse(struct ring_pump *rp)
 {
-    struct pump *p = rp->p;
-    size_t done = 0;
-
     rp->parse_blocked = false;
-    while (!p->closing) {
-        long n = take_request(rp, p->rx + done, p->rx_len - done);
-        if (n < 0)
-            return (int)n;
-        if (n == 0)
-            break;
-        done += (size_t)n;
-    }
-    memmove(p->rx, p->rx + done, p->rx_len - done);
-    p->rx_len -= done;
-    return 0;
+    return pump_consume(rp->p, take_one, rp);
 }
 
 static int arm_recv(struct ring_pump *rp)

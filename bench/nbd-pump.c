@@ -225,12 +225,12 @@ static long handle_one(struct pump *p, const char *q, size_t avail)
     return (long)need;
 }
 
-static int handle_received(struct pump *p)
+int pump_consume(struct pump *p, pump_take_fn *take, void *ctx)
 {
     size_t done = 0;
 
     while (!p->closing) {
-        long n = handle_one(p, p->rx + done, p->rx_len - done);
+        long n = take(ctx, p->rx + done, p->rx_len - done);
         if (n < 0)
             return (int)n;
         if (n == 0)
@@ -240,6 +240,16 @@ static int handle_received(struct pump *p)
     memmove(p->rx, p->rx + done, p->rx_len - done);
     p->rx_len -= done;
     return 0;
+}
+
+static long take_one(void *p, const char *q, size_t avail)
+{
+    return handle_one(p, q, avail);
+}
+
+static int handle_received(struct pump *p)
+{
+    return pump_consume(p, take_one, p);
 }
 
 /* One trip into the kernel: send what replies are unsent and, unless

@@ -51,6 +51,12 @@ bool pump_parse_request(const char *q, struct pump_request *r);
 /* The simple reply to cookie with err, REPLY_BYTES at r. */
 void pump_reply_header(char *r, uint64_t cookie, uint32_t err);
 
+/* Hands each whole request at the front of p->rx to take (which returns
+ * its length, 0 to stop, or a negative errno) until one is incomplete,
+ * take stops or the client said goodbye, then moves the rest forward. */
+typedef long pump_take_fn(void *ctx, const char *q, size_t avail);
+int pump_consume(struct pump *p, pump_take_fn *take, void *ctx);
+
 /* Transmission with reads through the ring, pipelined (nbd-pump-ring.c):
  * 0 when the client left, or a negative errno. */
 int pump_transmit_ring(struct pump *p);
