@@ -48,7 +48,7 @@ ro_loop() {
 # files synced before it are, for ext4). XFS may write late/'s metadata
 # in place before the capture (its log is pushed in the background, and
 # on a loaded machine that can come first): such a capture does not show
-# what this test is about, so it is made again, at most three times.
+# what this test is about, so it is made again, at most six times.
 # dirty_problem: sets WHY to what gpt.raw lacks, or "".
 dirty_problem() {
     local p1 p2
@@ -69,7 +69,7 @@ dirty_problem() {
     umount "$scratch/peek"
     losetup -d "$p1" "$p2"
 }
-for attempt in 1 2 3; do
+for attempt in 1 2 3 4 5 6; do
     rm -rf "$scratch/gpt.raw" "$scratch/gpt-expected"
     must "$FIXTURE" --label gpt --dirty "$scratch/gpt.raw" "$scratch/gpt-expected"
     dirty_problem
