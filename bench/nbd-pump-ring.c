@@ -94,7 +94,7 @@ static long take_request(struct ring_pump *rp, const char *q, size_t avail)
         return 0;
     if (!pump_parse_request(q, &r))
         return -EPROTO;
-    size_t need = REQUEST_BYTES + (r.type == CMD_WRITE ? r.len : 0);
+    size_t need = pump_request_bytes(&r);
     if (avail < need)
         return 0;
     if (r.type == CMD_DISC) {

@@ -190,36 +190,34 @@ static long handle_one(struct pump *p, const char *q, size_t avail)
         return 0;
     if (!pump_parse_request(q, &r))
         return -EPROTO;
-    uint16_t type = r.type;
-    uint32_t len = r.len;
-    uint64_t cookie = r.cookie, off = r.off;
-    size_t need = REQUEST_BYTES + (type == CMD_WRITE ? len : 0);
-    size_t reply = REPLY_BYTES + (type == CMD_READ ? len : 0);
+    size_t need = pump_request_bytes(&r);
+    size_t reply = REPLY_BYTES + (r.type == CMD_READ ? r.len : 0);
     if (avail < need || p->tx_len + reply > TX_BYTES)
         return 0;
     int err = 0;
     ssize_t n;
-    switch (type) {
+    switch (r.type) {
     case CMD_READ:                  /* the data goes after its reply */
-        n = pread(p->file, p->tx + p->tx_len + REPLY_BYTES, len, (off_t)off);
-        err = n == (ssize_t)len ? 0 : EIO;  /* simple replies are whole */
-        put_reply(p, cookie, err);
+        n = pread(p->file, p->tx + p->tx_len + REPLY_BYTES, r.len,
+                  (off_t)r.off);
+        err = n == (ssize_t)r.len ? 0 : EIO;  /* simple replies are whole */
+        put_reply(p, r.cookie, err);
         if (!err)
-            p->tx_len += len;
+            p->tx_len += r.len;
         break;
     case CMD_WRITE:
-        n = pwrite(p->file, q + REQUEST_BYTES, len, (off_t)off);
-        err = n == (ssize_t)len ? 0 : EIO;
-        put_reply(p, cookie, err);
+        n = pwrite(p->file, q + REQUEST_BYTES, r.len, (off_t)r.off);
+        err = n == (ssize_t)r.len ? 0 : EIO;
+        put_reply(p, r.cookie, err);
         break;
     case CMD_FLUSH:
-        put_reply(p, cookie, fdatasync(p->file) == 0 ? 0 : EIO);
+        put_reply(p, r.cookie, fdatasync(p->file) == 0 ? 0 : EIO);
         break;
     case CMD_DISC:
         p->closing = true;
         break;
     default:
-        put_reply(p, cookie, EINVAL);
+        put_reply(p, r.cookie, EINVAL);
         break;
     }
     return (long)need;

@@ -48,6 +48,12 @@ struct pump_request {
 };
 bool pump_parse_request(const char *q, struct pump_request *r);
 
+/* The bytes a request takes in the stream: header and write payload. */
+static inline size_t pump_request_bytes(const struct pump_request *r)
+{
+    return REQUEST_BYTES + (r->type == CMD_WRITE ? r->len : 0);
+}
+
 /* The simple reply to cookie with err, REPLY_BYTES at r. */
 void pump_reply_header(char *r, uint64_t cookie, uint32_t err);
 
