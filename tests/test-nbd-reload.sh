@@ -12,7 +12,8 @@
 # are harmless; a removed export takes no new clients but keeps its old
 # ones; and a change that would open an image in an incompatible way
 # (read-only -> writable with a reader connected) waits, reported as
-# pending, refusing new clients, until the reader goes.
+# pending, refusing new clients, until the reader goes. The server grows
+# its descriptor table before it starts threads.
 # At the end every writer exited 0 after verifying every read, and every
 # byte of every export is what its writer last wrote, through the server
 # and in the files after it stopped (qemu-img reads the qcow2 ones).
@@ -23,6 +24,14 @@ requires nbdinfo qemu-img
 
 srv_start
 mkdir -p "$scratch/img"
+
+# The descriptor table is grown at start, before there are threads: grown
+# later, each doubling waits for an RCU grace period, and a reload opening
+# a thousand images slept through five of them.
+fd_size=$(sed -n 's/^FDSize:[[:space:]]*//p' "/proc/$SRV_PID/status")
+fd_want=$(ulimit -Hn); [ "$fd_want" = unlimited ] || [ "$fd_want" -gt 16384 ] && fd_want=16384
+[ "$fd_size" -ge "$fd_want" ] ||
+    fail "descriptor table of $fd_size at start, expected at least $fd_want"
 
 # --- the writers' exports: two from files, two from export.add ---
 
