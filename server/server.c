@@ -217,7 +217,7 @@ static void raise_fd_limit(void)
 /* The kernel grows a process's descriptor table by doubling it, and once
  * the process has threads (ours, and io_uring's workers) every growth
  * waits for an RCU grace period: a reload that opened a thousand images
- * spent 30-50 ms of its 50 asleep there. Grow the table once, now, while
+ * took 40-60 ms, of which 20-35 asleep there. Grow the table once, now, while
  * the process is still single-threaded and the growth costs nothing. */
 static void reserve_fd_table(void)
 {
