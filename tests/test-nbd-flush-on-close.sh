@@ -54,15 +54,22 @@ done
 for how in close remove; do
     write_then "$(srv_unix_uri raw)" hold > "$scratch/hold.out" &
     holder=$!
+    waited_from=$(date +%T.%N) why=timeout
     # Generous: a loaded machine running the sanitizer build is slow.
     for _ in $(seq 1 2400); do
         grep -q written "$scratch/hold.out" && break
-        kill -0 "$holder" 2>/dev/null || break
+        kill -0 "$holder" 2>/dev/null || { why="writer gone"; break; }
         sleep 0.05
     done
     if ! grep -q written "$scratch/hold.out"; then
         alive=no
         kill -0 "$holder" 2>/dev/null && alive=yes
+        # Seen once more by hand (2026-12-07, a CPU hog beside it): three
+        # runs took 13 s in all, so this wait ended early; connection.list
+        # was empty, yet the log had the writer's connection serving and
+        # never disconnected.
+        echo "waited from $waited_from to $(date +%T.%N), ended by: $why;" \
+             "the writer printed: $(cat "$scratch/hold.out")" >&2
         srv_rpc connection.list >&2 || :
         # Seen once in CI and once in 4 loaded -j2 runs by hand: the server
         # had read all 16 writes and the client waited for a reply.
