@@ -65,9 +65,9 @@ for how in close remove; do
         alive=no
         kill -0 "$holder" 2>/dev/null && alive=yes
         # Seen once more by hand (2026-12-07, a CPU hog beside it): three
-        # runs took 13 s in all, so this wait ended early; connection.list
-        # was empty, yet the log had the writer's connection serving and
-        # never disconnected.
+        # runs took 13 s in all, so this wait ended early. connection.list
+        # was empty, and the log, read after it, had the writer connected
+        # and served (perhaps only by then). The times below order the two.
         echo "waited from $waited_from to $(date +%T.%N), ended by: $why;" \
              "the writer printed: $(cat "$scratch/hold.out")" >&2
         srv_rpc connection.list >&2 || :
