@@ -83,8 +83,9 @@ static int start_read(struct ring_pump *rp, struct slot *s,
 
 /* One request from the received bytes into a slot: its length, 0 if it
  * must wait (not all there, or no slot free), or a negative errno. */
-static long take_request(struct ring_pump *rp, const char *q, size_t avail)
+static long take_request(void *ctx, const char *q, size_t avail)
 {
+    struct ring_pump *rp = ctx;
     struct pump *p = rp->p;
     struct pump_request r;
     struct slot *s = rp->free;
@@ -134,15 +135,10 @@ static long take_request(struct ring_pump *rp, const char *q, size_t avail)
 
 /* Parses what has arrived; called only while no receive is in flight,
  * since it moves the unparsed rest to the front of the buffer. */
-static long take_one(void *rp, const char *q, size_t avail)
-{
-    return take_request(rp, q, avail);
-}
-
 static int parse(struct ring_pump *rp)
 {
     rp->parse_blocked = false;
-    return pump_consume(rp->p, take_one, rp);
+    return pump_consume(rp->p, take_request, rp);
 }
 
 static int arm_recv(struct ring_pump *rp)

@@ -182,8 +182,9 @@ bool pump_parse_request(const char *q, struct pump_request *r)
 
 /* Handles the request at q (avail bytes received) if it is all there and
  * its reply fits: its length, 0 if it must wait, or a negative errno. */
-static long handle_one(struct pump *p, const char *q, size_t avail)
+static long handle_one(void *ctx, const char *q, size_t avail)
 {
+    struct pump *p = ctx;
     struct pump_request r;
 
     if (avail < REQUEST_BYTES)
@@ -240,14 +241,9 @@ int pump_consume(struct pump *p, pump_take_fn *take, void *ctx)
     return 0;
 }
 
-static long take_one(void *p, const char *q, size_t avail)
-{
-    return handle_one(p, q, avail);
-}
-
 static int handle_received(struct pump *p)
 {
-    return pump_consume(p, take_one, p);
+    return pump_consume(p, handle_one, p);
 }
 
 /* One trip into the kernel: send what replies are unsent and, unless
