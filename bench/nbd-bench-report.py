@@ -17,6 +17,8 @@ import sys
 OURS = "sendense-nbd"
 CEILING = "file"      # fio on the file: the device's ceiling
 PUMP = "pump"         # bench/socket-pump: the transport's ceiling
+NBD_PUMP = "nbd-pump" # bench/nbd-pump: the least NBD server, same client
+CEILINGS = (CEILING, PUMP, NBD_PUMP)
 LOWER_IS_BETTER = {"ms", "KiB/conn"}
 GIB = float(1 << 30)
 
@@ -91,10 +93,9 @@ def add_ratios(summary):
         by_row.setdefault(s["row"], []).append(s)
     for row, ss in by_row.items():
         ours = next((s for s in ss if s["server"] == OURS and s.get("value") is not None), None)
-        peers = [s for s in ss if s["server"] not in (OURS, CEILING, PUMP)
+        peers = [s for s in ss if s["server"] not in (OURS,) + CEILINGS
                  and s.get("value") is not None]
         ceiling = next((s for s in ss if s["server"] == CEILING and s.get("value")), None)
-        pump = next((s for s in ss if s["server"] == PUMP and s.get("value")), None)
         if ours is None:
             continue
         lower = ours["unit"] in LOWER_IS_BETTER
@@ -106,10 +107,12 @@ def add_ratios(summary):
                 ours["best_peer"] = best["server"]
         if ceiling and ceiling["value"]:
             ours["x_ceiling"] = ours["value"] / ceiling["value"]
-        if pump and ours["value"]:
-            ours["x_pump"] = ours["value"] / pump["value"]
-            if pump.get("cpu") and ours.get("cpu") is not None:
-                ours["cpu_x_pump"] = ours["cpu"] / pump["cpu"]
+        for name, key in ((PUMP, "pump"), (NBD_PUMP, "nbd_pump")):
+            pump = next((s for s in ss if s["server"] == name and s.get("value")), None)
+            if pump and ours["value"]:
+                ours["x_" + key] = ours["value"] / pump["value"]
+                if pump.get("cpu") and ours.get("cpu") is not None:
+                    ours["cpu_x_" + key] = ours["cpu"] / pump["cpu"]
 
 
 def fmt(value, spec):
@@ -130,7 +133,8 @@ def value_text(s):
 
 def table(summary):
     head = ["row", "server", "median [min-max]", "server CPU", "peak RSS MiB",
-            "space amp", "x best peer", "x ceiling", "x pump", "CPU x pump", "load"]
+            "space amp", "x best peer", "x ceiling", "x pump", "CPU x pump",
+            "x nbd-pump", "CPU x nbd-pump", "load"]
     lines = [head]
     for s in summary:
         lines.append([
@@ -139,7 +143,8 @@ def table(summary):
             fmt(s.get("rss_mib"), "%.1f"), fmt(s.get("amp"), "%.2f"),
             fmt(s.get("x_best"), "%.2f") + (" (" + s["best_peer"] + ")" if s.get("x_best") else ""),
             fmt(s.get("x_ceiling"), "%.2f"), fmt(s.get("x_pump"), "%.2f"),
-            fmt(s.get("cpu_x_pump"), "%.2f"), fmt(s.get("load"), "%.1f"),
+            fmt(s.get("cpu_x_pump"), "%.2f"), fmt(s.get("x_nbd_pump"), "%.2f"),
+            fmt(s.get("cpu_x_nbd_pump"), "%.2f"), fmt(s.get("load"), "%.1f"),
         ])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     text = []
@@ -158,10 +163,12 @@ def table(summary):
 def write_csv(path, summary):
     cols = ["row", "server", "status", "unit", "median", "min", "max", "runs",
             "cpu", "cpu_unit", "peak_rss_mib", "space_amp", "x_best_peer",
-            "best_peer", "x_ceiling", "x_pump", "cpu_x_pump", "max_load1", "note"]
+            "best_peer", "x_ceiling", "x_pump", "cpu_x_pump", "x_nbd_pump",
+            "cpu_x_nbd_pump", "max_load1", "note"]
     keys = ["row", "server", "status", "unit", "value", "min", "max", "ok",
             "cpu", "cpu_unit", "rss_mib", "amp", "x_best", "best_peer",
-            "x_ceiling", "x_pump", "cpu_x_pump", "load", "note"]
+            "x_ceiling", "x_pump", "cpu_x_pump", "x_nbd_pump", "cpu_x_nbd_pump",
+            "load", "note"]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)

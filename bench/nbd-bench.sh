@@ -705,13 +705,14 @@ run_ceiling() {  # run_ceiling ROW REP
     return 0
 }
 
-# pump_available ROW REP BINARY: without BINARY built, the row's pump is
-# recorded as unavailable (status 1); else the place's inputs are made.
+# pump_available ROW REP BINARY [NAME]: without BINARY built, the row's
+# pump (NAME, default pump) is recorded as unavailable (status 1); else
+# the place's inputs are made.
 pump_available() {
     local workload target place transport
     IFS=/ read -r workload target place transport <<< "$1"
     if [ ! -x "$3" ]; then
-        record "$1" pump "$2" unavailable "" "" "" "" "" "" "" "" "" "no $3"
+        record "$1" "${4:-pump}" "$2" unavailable "" "" "" "" "" "" "" "" "" "no $3"
         return 1
     fi
     ensure_inputs "$place"
@@ -731,41 +732,70 @@ start_pump() {
     done
 }
 
-# The transport's ceiling of a random row: the same fio job against the
-# least NBD server there can be (bench/nbd-pump.c: a pread or pwrite per
-# request, one trip into the kernel per batch). Its CPU per request is
-# what the kernel and the machine cost. Random reads on disk take its
-# pipelined mode (--ring-reads, bench/nbd-pump-ring.c): every read in
-# flight at once through io_uring, each reply sent as its read completes,
-# since one pread after another would wait for the device each time.
-run_nbd_pump() {  # run_nbd_pump ROW REP
+# The NBD ceiling of a random row, and of a one-connection sequential row
+# on disk: the same client (fio, or nbdcopy) against the least NBD server
+# there can be (bench/nbd-pump.c: a pread or pwrite per request, one trip
+# into the kernel per batch). Its CPU is what the kernel, the machine and
+# that client's way of talking cost any NBD server. Random reads on disk
+# and the sequential rows take its pipelined mode (--ring,
+# bench/nbd-pump-ring.c): every request's I/O in flight at once through
+# io_uring, each reply sent as its I/O completes, since one pread after
+# another would wait for the device each time; the sequential rows also
+# open the file O_DIRECT (--direct), as sendense-nbd and the socket pump
+# read and write large requests on a device. It writes a raw file in
+# every target's row: it has no image format.
+run_nbd_pump() {  # run_nbd_pump ROW REP (ROW as run_one takes it)
     local row=$1 rep=$2 workload target place transport dir addr uri mode=()
+    local file
     IFS=/ read -r workload target place transport <<< "$row"
-    [[ $workload == rand-read-* && $place == disk ]] && mode=(--ring-reads)
     dir=$(place_dir "$place")
-    pump_available "$row" "$rep" "$SD_NBD_PUMP" || return 0
+    file=$dir/full.raw
+    if [[ $workload == seq-* ]]; then mode=(--ring --direct)
+    elif [[ $workload == rand-read-* && $place == disk ]]; then mode=(--ring); fi
+    pump_available "$row" "$rep" "$SD_NBD_PUMP" nbd-pump || return 0
+    if [[ $workload == seq-write-* ]]; then
+        file=$dir/nbd-pump.raw; rm -f "$file"; truncate -s "$SIZE" "$file"
+    fi
     local port
     port=$($TOOL port)
     if [ "$transport" = unix ]; then addr=unix:$RUN/pump.sock
     else addr=tcp:$port; fi
     uri=$(make_uri "$transport" 0 "$RUN/pump.sock" "$port" bench)
     settle "$place"
-    start_pump "$SD_NBD_PUMP" "${mode[@]}" "$addr" "$dir/full.raw"
-    local c0 c1 rc=0 value unit bytes reqs secs cpu rss
+    start_pump "$SD_NBD_PUMP" "${mode[@]}" "$addr" "$file"
+    local t0 t1 c0 c1 rc=0 value unit bytes reqs=0 secs cpu rss
     c0=$(cpu_ticks "${SERVER_PIDS[@]}")
-    run_fio "$workload" "$uri" nbd > "$RUN/client.log" 2>&1 || rc=$?
+    t0=$(now)
+    case $workload in
+    seq-write-*)
+        nbdcopy --flush -C 1 "$SRC_DATA" "$uri" > "$RUN/client.log" 2>&1 || rc=$? ;;
+    seq-read-*)
+        nbdcopy -C 1 "$uri" null: > "$RUN/client.log" 2>&1 || rc=$? ;;
+    *)
+        run_fio "$workload" "$uri" nbd > "$RUN/client.log" 2>&1 || rc=$? ;;
+    esac
+    t1=$(now)
     c1=$(cpu_ticks "${SERVER_PIDS[@]}")
     rss=$(peak_rss_kib)
     kill -0 "${SERVER_PIDS[0]}" 2>/dev/null || rc=1
     stop_server
+    [[ $workload == seq-write-* ]] && rm -f "$file"
     cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
     if [ "$rc" != 0 ]; then
         tail -3 "$RUN/client.log" "$SERVER_LOG" >&2
-        record "$row" pump "$rep" failed "" "" "" "" "" "$cpu" "$rss" "" "" "nbd pump failed"
+        record "$row" nbd-pump "$rep" failed "" "" "" "" "" "$cpu" "$rss" "" "" "nbd pump failed"
         return 0
     fi
-    read -r value unit bytes reqs secs < <(fio_result "$RUN/client.log" "$workload")
-    record "$row" pump "$rep" ok "$value" "$unit" "$bytes" "$reqs" "$secs" "$cpu" "$rss" "" "" "nbd pump"
+    case $workload in
+    seq-*)
+        bytes=$SIZE
+        secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')
+        value=$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", b / 1048576 / s }')
+        unit=MiB/s ;;
+    *)
+        read -r value unit bytes reqs secs < <(fio_result "$RUN/client.log" "$workload") ;;
+    esac
+    record "$row" nbd-pump "$rep" ok "$value" "$unit" "$bytes" "$reqs" "$secs" "$cpu" "$rss" "" "" "nbd pump ${mode[*]}"
 }
 
 # The transport ceiling of a one-connection sequential row: the same
@@ -1048,10 +1078,14 @@ for row in "${ROWS[@]}"; do
         done
         # The ceilings: the same pattern by fio on a file in the same place
         # (not for TLS rows), the socket pump (one-connection rows) and
-        # the NBD pump (random rows on raw files).
+        # the NBD pump (random rows on raw files, and plain one-connection
+        # sequential rows on disk).
         case $row in rand-*|seq-*) run_ceiling "$(sed -E 's#^(seq-(write|read)-[0-9]+)c/#\1/#' <<< "$row")" "$rep" ;; esac
         case $row in *seq-*-1c/*) run_pump "$(sed -E 's#^((tls-)?seq-(write|read)-1)c/#\1/#' <<< "$row")" "$rep" ;; esac
-        case $row in rand-*/raw/*) run_nbd_pump "$row" "$rep" ;; esac
+        case $row in
+        rand-*/raw/*) run_nbd_pump "$row" "$rep" ;;
+        seq-*-1c/*/disk/*) run_nbd_pump "$(sed -E 's#^(seq-(write|read)-1)c/#\1/#' <<< "$row")" "$rep" ;;
+        esac
     done
 done
 T_END=$(date +%s)

@@ -16,14 +16,18 @@
  * calls and the sleep between requests. A server within 10 % of it is at
  * the machine's limit for that row.
  *
- *   nbd-pump [--ring-reads] ADDR FILE
+ *   nbd-pump [--ring] [--direct] ADDR FILE
  *                           serve FILE as the one export (any name)
  *
- * With --ring-reads (nbd-pump-ring.c) requests are pipelined instead:
- * reads go through io_uring, every one in flight at once, and each reply
- * goes out as its read completes. That is the ceiling for a file on a
- * device, where one pread after another would wait for the disk each
- * time and no server that does so could keep a device busy.
+ * With --ring (nbd-pump-ring.c) requests are pipelined instead: reads
+ * and writes go through io_uring, every one in flight at once, and each
+ * reply goes out as its I/O completes. That is the ceiling for a file on
+ * a device, where one pread after another would wait for the disk each
+ * time and no server that does so could keep a device busy, and for the
+ * sequential rows, where sendense-nbd's requests are all in flight too.
+ * --direct opens FILE with O_DIRECT, as sendense-nbd reads and writes
+ * large requests on a device and as the socket pump does; requests must
+ * then be aligned (nbdcopy's are).
  *
  * ADDR is unix:PATH or tcp:PORT. Connections are served one after another
  * (fio opens one to learn the size, then its own) until SIGTERM. */
@@ -323,10 +327,10 @@ static void serve(struct pump *p, int listener)
             fail("accept", errno);
             return;
         }
-        pump_nodelay(p->sock);
+        pump_tune_socket(p->sock, true);
         ret = handshake(p);
         if (ret > 0)
-            ret = p->ring_reads ? pump_transmit_ring(p) : transmit(p);
+            ret = p->pipelined ? pump_transmit_ring(p) : transmit(p);
         close(p->sock);
         if (ret < 0)
             fprintf(stderr, "nbd-pump: connection: %s\n", strerror(-ret));
@@ -338,17 +342,22 @@ int main(int argc, char **argv)
     struct pump p = { .sock = -1 };
     struct stat st;
 
-    if (argc == 4 && strcmp(argv[1], "--ring-reads") == 0) {
-        p.ring_reads = true;
-        argv++;
-        argc--;
+    int oflags = O_RDWR | O_CLOEXEC;
+
+    for (; argc > 1 && strncmp(argv[1], "--", 2) == 0; argv++, argc--) {
+        if (strcmp(argv[1], "--ring") == 0)
+            p.pipelined = true;
+        else if (strcmp(argv[1], "--direct") == 0)
+            oflags |= O_DIRECT;
+        else
+            break;
     }
     if (argc != 3) {
-        fprintf(stderr,
-                "usage: nbd-pump [--ring-reads] unix:PATH|tcp:PORT FILE\n");
+        fprintf(stderr, "usage: nbd-pump [--ring] [--direct] "
+                        "unix:PATH|tcp:PORT FILE\n");
         return 2;
     }
-    p.file = open(argv[2], O_RDWR | O_CLOEXEC);
+    p.file = open(argv[2], oflags);
     if (p.file < 0 || fstat(p.file, &st) < 0) {
         fail(argv[2], errno);
         return 1;

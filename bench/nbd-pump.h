@@ -36,7 +36,7 @@ struct pump {
     size_t rx_len;              /* bytes received, not yet handled */
     size_t tx_len, tx_sent;     /* replies queued; of them, sent */
     bool closing;
-    bool ring_reads;            /* --ring-reads: pump_transmit_ring */
+    bool pipelined;             /* --ring: pump_transmit_ring */
 };
 
 /* A request's fields, from the REQUEST_BYTES at q (host order; the
@@ -63,7 +63,8 @@ void pump_reply_header(char *r, uint64_t cookie, uint32_t err);
 typedef long pump_take_fn(void *ctx, const char *q, size_t avail);
 int pump_consume(struct pump *p, pump_take_fn *take, void *ctx);
 
-/* Transmission with reads through the ring, pipelined (nbd-pump-ring.c):
+/* Transmission with reads and writes through the ring, pipelined
+ * (nbd-pump-ring.c):
  * 0 when the client left, or a negative errno. */
 int pump_transmit_ring(struct pump *p);
 

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -63,13 +64,16 @@ int pump_listen(const char *addr)
     return fd;
 }
 
-void pump_nodelay(int fd)
+void pump_tune_socket(int fd, bool serving)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    int one = 1;
+    int one = 1, sndbuf = 4 * 1024 * 1024;
 
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
-        ss.ss_family == AF_INET)
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    else if (ss.ss_family == AF_UNIX && serving)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 }

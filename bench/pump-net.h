@@ -3,6 +3,7 @@
 #ifndef SENDENSE_BENCH_PUMP_NET_H
 #define SENDENSE_BENCH_PUMP_NET_H
 
+#include <stdbool.h>
 #include <sys/socket.h>
 
 /* ADDR is unix:PATH or tcp:PORT (on 127.0.0.1). Fills ss and len and
@@ -14,7 +15,10 @@ int pump_address(const char *addr, struct sockaddr_storage *ss, socklen_t *len);
  * socket's old path is removed first. */
 int pump_listen(const char *addr);
 
-/* Sets TCP_NODELAY on a TCP socket; a unix socket is left alone. */
-void pump_nodelay(int fd);
+/* TCP_NODELAY on a TCP socket. On the serving side of a unix socket, a
+ * 4 MiB send buffer, as sendense-nbd gives its connections (server/conn.c:
+ * the default holds less than one 256 KiB read reply); a client keeps
+ * the default, as nbdcopy does. */
+void pump_tune_socket(int fd, bool serving);
 
 #endif

@@ -83,7 +83,7 @@ static int open_connection(const struct options *o)
         fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
             return -errno;
-        pump_nodelay(fd);
+        pump_tune_socket(fd, false);
         if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
             err = -errno;
             close(fd);
@@ -101,7 +101,7 @@ static int open_connection(const struct options *o)
     close(fd);
     if (err)
         return err;
-    pump_nodelay(conn);
+    pump_tune_socket(conn, true);
     return conn;
 }
 

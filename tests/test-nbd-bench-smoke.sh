@@ -45,8 +45,8 @@ kinds = ["seq-write-1c", "seq-write-4c", "seq-read-1c", "seq-read-4c",
 targets = {"raw", "qcow2", "overlay"}
 bad = []
 seen_kinds, seen_targets, seen_places = set(), set(), set()
-pumped = set()
-pumped_rows, random_raw_rows = set(), set()
+pumped, nbd_pumped = set(), set()
+nbd_pumped_rows, random_raw_rows = set(), set()
 with open(sys.argv[1], newline="") as f:
     for r in csv.DictReader(f):
         if r["status"] in ("n/a", "unavailable"):
@@ -63,7 +63,9 @@ with open(sys.argv[1], newline="") as f:
             continue
         if r["server"] == "pump":
             pumped.add(r["workload"])
-            pumped_rows.add(r["row"])
+        if r["server"] == "nbd-pump":
+            nbd_pumped.add(r["workload"] + "/" + r["place"])
+            nbd_pumped_rows.add(r["row"])
         if r["server"] == "sendense-nbd":
             seen_kinds.add(r["workload"])
             seen_targets.add(r["target"])
@@ -80,11 +82,13 @@ for k in ("seq-write-1c", "seq-read-1c", "tls-seq-write-1c", "tls-seq-read-1c"):
     if k not in pumped:
         bad.append("no socket-pump number for " + k)
 # The NBD pump is the ceiling of every random row on a raw file (its
-# pipelined mode for reads on disk).
-for k in ("rand-write-4k", "rand-read-4k"):
-    if k not in pumped:
+# pipelined mode for reads on disk) and of the one-connection sequential
+# rows on disk (pipelined, O_DIRECT).
+for k in ("rand-write-4k/tmpfs", "rand-read-4k/tmpfs", "rand-read-4k/disk",
+          "seq-write-1c/disk", "seq-read-1c/disk"):
+    if k not in nbd_pumped:
         bad.append("no nbd-pump number for " + k)
-for k in sorted(random_raw_rows - pumped_rows):
+for k in sorted(random_raw_rows - nbd_pumped_rows):
     bad.append("no nbd-pump number for " + k)
 for p in ("disk/unix", "tmpfs/unix", "tmpfs/tcp"):
     if p not in seen_places:
