@@ -53,10 +53,11 @@ enum blk_open_flags {
     BLK_DIRECT_DATA = 1 << 3,  /* aligned data I/O bypasses the page cache */
 };
 
-/* Data requests of at least BLK_DIO_MIN bytes whose buffer, offset and
- * length are aligned to BLK_DIO_ALIGN go through dfd. */
+/* Data reads of at least BLK_DIO_MIN bytes, and data writes of at least
+ * BLK_DIO_WRITE_MIN, whose buffer, offset and length are aligned to
+ * BLK_DIO_ALIGN go through dfd. */
 enum { BLK_DIO_ALIGN = 4096, BLK_DIO_MIN = 128 * 1024,
-       BLK_DFD_UNOPENED = -2 };
+       BLK_DIO_WRITE_MIN = 32 * 1024, BLK_DFD_UNOPENED = -2 };
 /* Buffered data writes of whole pages up to this size are written by the
  * calling thread, not handed to the ring (blkfile.c, write_in_place). */
 enum { BLK_INLINE_WRITE_MAX = 16 * 1024 };

@@ -956,9 +956,47 @@ BLK_TEST(direct_data_and_buffered_io_see_each_other)
     memcpy(expect + 8192, b, BLK_DIO_MIN);
     cr_assert_eq(t_pread(f, got, LEN, 0), 0);
     cr_assert_arr_eq(got, expect, LEN, "stale page cache after a direct write");
+    /* The same with a write of the smallest direct size. */
+    pattern(b, BLK_DIO_WRITE_MIN, 3 * BLK_DIO_MIN, 25);
+    cr_assert_eq(t_pwrite_data(f, b, BLK_DIO_WRITE_MIN, 3 * BLK_DIO_MIN), 0);
+    memcpy(expect + 3 * BLK_DIO_MIN, b, BLK_DIO_WRITE_MIN);
+    cr_assert_eq(t_pread(f, got, LEN, 0), 0);
+    cr_assert_arr_eq(got, expect, LEN,
+                     "stale page cache after a small direct write");
     flush_close_and_compare(f, "f", expect, got, LEN);
     free(a);
     free(b);
+    free(expect);
+    free(got);
+}
+
+/* Aligned data writes go direct from BLK_DIO_WRITE_MIN, reads only from
+ * BLK_DIO_MIN: a read of the smaller size leaves the twin unopened, a
+ * write of it opens the twin (on a file system with direct I/O). */
+BLK_TEST(aligned_writes_go_direct_from_a_smaller_size_than_reads)
+{
+    enum { LEN = BLK_DIO_MIN };
+    uint8_t *buf = blk_alloc_buffer(LEN), *expect = malloc(LEN);
+    uint8_t *got = blk_alloc_buffer(LEN);
+
+    cr_assert(buf && expect && got);
+    cr_assert_lt(BLK_DIO_WRITE_MIN, BLK_DIO_MIN);
+    make_file("f", LEN, 26);
+    read_back("f", expect, LEN, 0);
+    struct blkfile *f = open_file("f", BLK_WRITABLE | BLK_DIRECT_DATA);
+
+    cr_assert_eq(t_pread_data(f, buf, BLK_DIO_WRITE_MIN, 0), 0);
+    cr_assert_arr_eq(buf, expect, BLK_DIO_WRITE_MIN);
+    cr_assert_eq(f->dfd, BLK_DFD_UNOPENED, "twin opened for a small read");
+    pattern(buf, BLK_DIO_WRITE_MIN, 4096, 27);
+    cr_assert_eq(t_pwrite_data(f, buf, BLK_DIO_WRITE_MIN, 4096), 0);
+    memcpy(expect + 4096, buf, BLK_DIO_WRITE_MIN);
+    if (on_tmpfs(dir))
+        cr_assert_eq(f->dfd, -1, "no direct I/O twin on tmpfs");
+    else
+        cr_assert_geq(f->dfd, 0, "a BLK_DIO_WRITE_MIN write did not go direct");
+    flush_close_and_compare(f, "f", expect, got, LEN);
+    free(buf);
     free(expect);
     free(got);
 }
