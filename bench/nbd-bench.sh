@@ -205,6 +205,19 @@ settle() {
 }
 
 now() { date +%s.%N; }
+cpu_seconds() { awk -v a="$1" -v b="$2" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }'; }  # TICKS0 TICKS1
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }  # T0 T1
+mib_per_s() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1048576 / s }'; }  # BYTES SECS
+
+# The client of a sequential row, the same for every server and the NBD
+# pump: nbdcopy of SIZE bytes into or out of URI over N connections
+# (WORKLOAD ends in -N).
+seq_copy() {  # seq_copy WORKLOAD URI
+    case $1 in
+    *seq-write-*) nbdcopy --flush -C "${1##*-}" "$SRC_DATA" "$2" ;;
+    *) nbdcopy -C "${1##*-}" "$2" null: ;;
+    esac
+}
 
 # Before each row: a row that follows a heavy one (64 clients, say) would
 # otherwise run while writeback and the load of the last still settle.
@@ -587,13 +600,9 @@ run_one() {
     c0=$(cpu_ticks "${SERVER_PIDS[@]}")
     t0=$(now)
     case $workload in
-    *seq-write-*)
+    *seq-*)
         bytes=$SIZE
-        nbdcopy --flush -C "${workload##*-}" "$SRC_DATA" "$uri" \
-            > "$clientlog" 2>&1 || rc=$? ;;
-    *seq-read-*)
-        bytes=$SIZE
-        nbdcopy -C "${workload##*-}" "$uri" null: > "$clientlog" 2>&1 || rc=$? ;;
+        seq_copy "$workload" "$uri" > "$clientlog" 2>&1 || rc=$? ;;
     rand-*|scatter-*)
         run_fio "$workload" "$uri" nbd > "$clientlog" 2>&1 || rc=$? ;;
     esac
@@ -604,20 +613,20 @@ run_one() {
     rss=$(peak_rss_kib)
     stop_server
     local cpu
-    cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
+    cpu=$(cpu_seconds "$c0" "$c1")
     if [ "$rc" != 0 ]; then
         note "$row $server: client failed (exit $rc)"; tail -5 "$clientlog" >&2
         tail -5 "$SERVER_LOG" >&2
         record "$row" "$server" "$rep" failed "" "" "" "" "" "$cpu" "$rss" "" "" "client exit $rc"
         return 0
     fi
-    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')
+    secs=$(elapsed "$t0" "$t1")
     local alloc='' written=''
     case $workload in
     rand-*|scatter-*)
         read -r value unit bytes reqs secs < <(fio_result "$clientlog" "$workload") ;;
     *)
-        value=$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", b / 1048576 / s }')
+        value=$(mib_per_s "$bytes" "$secs")
         unit=MiB/s ;;
     esac
     # Space amplification only where the image started empty (the random
@@ -767,10 +776,8 @@ run_nbd_pump() {  # run_nbd_pump ROW REP (ROW as run_one takes it)
     c0=$(cpu_ticks "${SERVER_PIDS[@]}")
     t0=$(now)
     case $workload in
-    seq-write-*)
-        nbdcopy --flush -C 1 "$SRC_DATA" "$uri" > "$RUN/client.log" 2>&1 || rc=$? ;;
-    seq-read-*)
-        nbdcopy -C 1 "$uri" null: > "$RUN/client.log" 2>&1 || rc=$? ;;
+    seq-*)
+        seq_copy "$workload" "$uri" > "$RUN/client.log" 2>&1 || rc=$? ;;
     *)
         run_fio "$workload" "$uri" nbd > "$RUN/client.log" 2>&1 || rc=$? ;;
     esac
@@ -780,7 +787,7 @@ run_nbd_pump() {  # run_nbd_pump ROW REP (ROW as run_one takes it)
     kill -0 "${SERVER_PIDS[0]}" 2>/dev/null || rc=1
     stop_server
     [[ $workload == seq-write-* ]] && rm -f "$file"
-    cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
+    cpu=$(cpu_seconds "$c0" "$c1")
     if [ "$rc" != 0 ]; then
         tail -3 "$RUN/client.log" "$SERVER_LOG" >&2
         record "$row" nbd-pump "$rep" failed "" "" "" "" "" "$cpu" "$rss" "" "" "nbd pump failed"
@@ -789,8 +796,8 @@ run_nbd_pump() {  # run_nbd_pump ROW REP (ROW as run_one takes it)
     case $workload in
     seq-*)
         bytes=$SIZE
-        secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')
-        value=$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", b / 1048576 / s }')
+        secs=$(elapsed "$t0" "$t1")
+        value=$(mib_per_s "$bytes" "$secs")
         unit=MiB/s ;;
     *)
         read -r value unit bytes reqs secs < <(fio_result "$RUN/client.log" "$workload") ;;
@@ -831,15 +838,15 @@ run_pump() {  # run_pump ROW REP
     rss=$(peak_rss_kib)
     kill -0 "${SERVER_PIDS[0]}" 2>/dev/null || rc=1
     stop_server
-    cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
+    cpu=$(cpu_seconds "$c0" "$c1")
     [ -n "$file" ] && rm -f "$file"
     if [ "$rc" != 0 ]; then
         tail -3 "$RUN/client.log" "$SERVER_LOG" >&2
         record "$row" pump "$rep" failed "" "" "" "" "" "$cpu" "$rss" "" "" "socket pump failed"
         return 0
     fi
-    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')
-    value=$(awk -v b="$SIZE" -v s="$secs" 'BEGIN { printf "%.1f", b / 1048576 / s }')
+    secs=$(elapsed "$t0" "$t1")
+    value=$(mib_per_s "$SIZE" "$secs")
     record "$row" pump "$rep" ok "$value" MiB/s "$SIZE" 0 "$secs" "$cpu" "$rss" "" "" "socket pump"
 }
 
@@ -876,15 +883,15 @@ run_clients() {
     local rss cpu bytes=$(( each * CLIENTS )) secs value alloc=0
     rss=$(peak_rss_kib)
     stop_server
-    cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
+    cpu=$(cpu_seconds "$c0" "$c1")
     if [ "$rc" != 0 ]; then
         cat "$RUN"/client-*.log | sort | uniq -c | head -5 >&2
         record "$row" "$server" "$rep" failed "" "" "" "" "" "$cpu" "$rss" "" "" "a client failed"
         return 0
     fi
     for i in $(seq 1 "$CLIENTS"); do alloc=$(( alloc + $(alloc_bytes "$sub/c$i") )); done
-    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')
-    value=$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", b / 1048576 / s }')
+    secs=$(elapsed "$t0" "$t1")
+    value=$(mib_per_s "$bytes" "$secs")
     record "$row" "$server" "$rep" ok "$value" MiB/s "$bytes" "$CLIENTS" "$secs" "$cpu" "$rss" "$alloc" "$bytes" "$CLIENTS clients"
     rm -rf "$sub"
 }
@@ -953,7 +960,7 @@ measure_reload() {
     wait "$fio_pid" || rc=$?
     local rss cpu
     rss=$(peak_rss_kib)
-    cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
+    cpu=$(cpu_seconds "$c0" "$c1")
     if [ "$rc" = 0 ] && [ "$served" != $(( EXPORTS + 1 )) ]; then
         note "$row: $served exports after the reload, expected $(( EXPORTS + 1 ))"; rc=1
     fi
