@@ -283,7 +283,8 @@ peak_rss_kib() {
         h=$(status_kib "$pid" VmHWM); total=$(( total + ${h:-0} ))
     done
     if [ -n "$SAMPLER_PID" ]; then
-        total=$(( total + $(cat "$RUN/children-rss" 2>/dev/null || echo 0) ))
+        # Empty while the sampler rewrites it (or before its first write).
+        h=$(cat "$RUN/children-rss" 2>/dev/null); total=$(( total + ${h:-0} ))
     fi
     echo "$total"
 }
