@@ -742,8 +742,9 @@ start_pump() {
     done
 }
 
-# The NBD ceiling of a random row, and of a one-connection sequential row
-# on disk: the same client (fio, or nbdcopy) against the least NBD server
+# The NBD ceiling of a random row, and of a sequential row on disk (one
+# connection or several: the pump serves each on a thread of its own and
+# offers multi-conn, as sendense-nbd does): the same client (fio, or nbdcopy) against the least NBD server
 # there can be (bench/nbd-pump.c: a pread or pwrite per request, one trip
 # into the kernel per batch). Its CPU is what the kernel, the machine and
 # that client's way of talking cost any NBD server. Random reads on disk
@@ -1036,10 +1037,10 @@ list_rows() {
         echo "seq-write-1/raw/disk/unix"; echo "seq-write-1/raw/tmpfs/unix"
         echo "seq-write-1/raw/tmpfs/tcp"
         echo "seq-write-1/qcow2/disk/unix"; echo "seq-write-1/overlay/disk/unix"
-        echo "seq-write-4/raw/tmpfs/unix"
+        echo "seq-write-4/raw/disk/unix"
         echo "seq-read-1/raw/disk/unix"; echo "seq-read-1/raw/tmpfs/unix"
         echo "seq-read-1/raw/tmpfs/tcp"; echo "seq-read-1/qcow2/disk/unix"
-        echo "seq-read-4/raw/tmpfs/unix"
+        echo "seq-read-4/raw/disk/unix"
         for p in disk tmpfs; do
             echo "rand-write-4k/raw/$p/unix"; echo "rand-read-4k/raw/$p/unix"
         done
@@ -1086,13 +1087,13 @@ for row in "${ROWS[@]}"; do
         done
         # The ceilings: the same pattern by fio on a file in the same place
         # (not for TLS rows), the socket pump (one-connection rows) and
-        # the NBD pump (random rows on raw files, and plain one-connection
-        # sequential rows on disk).
+        # the NBD pump (random rows on raw files, and plain sequential
+        # rows on disk, one connection or several).
         case $row in rand-*|seq-*) run_ceiling "$(sed -E 's#^(seq-(write|read)-[0-9]+)c/#\1/#' <<< "$row")" "$rep" ;; esac
         case $row in *seq-*-1c/*) run_pump "$(sed -E 's#^((tls-)?seq-(write|read)-1)c/#\1/#' <<< "$row")" "$rep" ;; esac
         case $row in
         rand-*/raw/*) run_nbd_pump "$row" "$rep" ;;
-        seq-*-1c/*/disk/*) run_nbd_pump "$(sed -E 's#^(seq-(write|read)-1)c/#\1/#' <<< "$row")" "$rep" ;;
+        seq-*/*/disk/*) run_nbd_pump "$(sed -E 's#^(seq-(write|read)-[0-9]+)c/#\1/#' <<< "$row")" "$rep" ;;
         esac
     done
 done

@@ -29,13 +29,18 @@
  * large requests on a device and as the socket pump does; requests must
  * then be aligned (nbdcopy's are).
  *
- * ADDR is unix:PATH or tcp:PORT. Connections are served one after another
- * (fio opens one to learn the size, then its own) until SIGTERM. */
+ * ADDR is unix:PATH or tcp:PORT. Each connection is served by a thread
+ * of its own, with its own ring and buffers, until SIGTERM; the export
+ * says it can take several connections at once (NBD_FLAG_CAN_MULTI_CONN:
+ * a flush is an fdatasync of the one file, so it covers every
+ * connection's completed writes), so that nbdcopy -C 4 opens four, as it
+ * does against sendense-nbd in the multi-connection rows. */
 #define _GNU_SOURCE
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -140,7 +145,8 @@ static int handshake(struct pump *p)
         }
         char info[12];
         uint16_t type = htobe16(INFO_EXPORT);
-        uint16_t tflags = htobe16(TX_HAS_FLAGS | TX_SEND_FLUSH);
+        uint16_t tflags = htobe16(TX_HAS_FLAGS | TX_SEND_FLUSH |
+                                  TX_CAN_MULTI_CONN);
         uint64_t size = htobe64(p->size);
         memcpy(info, &type, 2);
         memcpy(info + 2, &size, 8);
@@ -316,24 +322,67 @@ static int transmit(struct pump *p)
     return 0;
 }
 
-static void serve(struct pump *p, int listener)
+/* One connection, on its own thread: the ring and buffers are its own,
+ * the file is shared. */
+static void *serve_connection(void *arg)
 {
+    struct pump *p = arg;
+    int ret = io_uring_queue_init(RING_ENTRIES, &p->ring,
+                                  IORING_SETUP_COOP_TASKRUN |
+                                  IORING_SETUP_TASKRUN_FLAG);
+
+    if (ret < 0)
+        goto out;
+    p->rx = malloc(RX_BYTES);
+    p->tx = malloc(TX_BYTES);
+    ret = -ENOMEM;
+    if (p->rx && p->tx) {
+        pump_tune_socket(p->sock, true);
+        ret = handshake(p);
+        if (ret > 0)
+            ret = p->pipelined ? pump_transmit_ring(p) : transmit(p);
+    }
+    free(p->rx);
+    free(p->tx);
+    io_uring_queue_exit(&p->ring);
+out:
+    close(p->sock);
+    if (ret < 0)
+        fprintf(stderr, "nbd-pump: connection: %s\n", strerror(-ret));
+    free(p);
+    return NULL;
+}
+
+static void serve(const struct pump *model, int listener)
+{
+    pthread_attr_t attr;
+
+    if (pthread_attr_init(&attr) != 0 ||
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0) {
+        fail("thread attributes", EINVAL);
+        return;
+    }
     for (;;) {
-        int ret;
-        p->sock = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-        if (p->sock < 0) {
+        int sock = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+        if (sock < 0) {
             if (errno == EINTR)
                 continue;
             fail("accept", errno);
             return;
         }
-        pump_tune_socket(p->sock, true);
-        ret = handshake(p);
-        if (ret > 0)
-            ret = p->pipelined ? pump_transmit_ring(p) : transmit(p);
-        close(p->sock);
-        if (ret < 0)
-            fprintf(stderr, "nbd-pump: connection: %s\n", strerror(-ret));
+        struct pump *p = malloc(sizeof(*p));
+        pthread_t thread;
+        int err = ENOMEM;
+        if (p) {
+            *p = *model;
+            p->sock = sock;
+            err = pthread_create(&thread, &attr, serve_connection, p);
+        }
+        if (err) {
+            fail("connection thread", err);
+            free(p);
+            close(sock);
+        }
     }
 }
 
@@ -363,18 +412,6 @@ int main(int argc, char **argv)
         return 1;
     }
     p.size = (uint64_t)st.st_size;
-    p.rx = malloc(RX_BYTES);
-    p.tx = malloc(TX_BYTES);
-    if (!p.rx || !p.tx) {
-        fail("buffers", ENOMEM);
-        return 1;
-    }
-    int ret = io_uring_queue_init(RING_ENTRIES, &p.ring, IORING_SETUP_COOP_TASKRUN |
-                                               IORING_SETUP_TASKRUN_FLAG);
-    if (ret < 0) {
-        fail("io_uring", -ret);
-        return 1;
-    }
     int listener = pump_listen(argv[1]);
     if (listener < 0) {
         fail(argv[1], -listener);

@@ -82,10 +82,11 @@ for k in ("seq-write-1c", "seq-read-1c", "tls-seq-write-1c", "tls-seq-read-1c"):
     if k not in pumped:
         bad.append("no socket-pump number for " + k)
 # The NBD pump is the ceiling of every random row on a raw file (its
-# pipelined mode for reads on disk) and of the one-connection sequential
-# rows on disk (pipelined, O_DIRECT).
+# pipelined mode for reads on disk) and of the sequential rows on disk,
+# one connection or four (pipelined, O_DIRECT).
 for k in ("rand-write-4k/tmpfs", "rand-read-4k/tmpfs", "rand-read-4k/disk",
-          "seq-write-1c/disk", "seq-read-1c/disk"):
+          "seq-write-1c/disk", "seq-read-1c/disk",
+          "seq-write-4c/disk", "seq-read-4c/disk"):
     if k not in nbd_pumped:
         bad.append("no nbd-pump number for " + k)
 for k in sorted(random_raw_rows - nbd_pumped_rows):
