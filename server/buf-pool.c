@@ -161,6 +161,20 @@ static void release_slab(struct buf_pool *p, size_t i)
     (void)madvise(base, BUF_POOL_SLAB_BYTES, MADV_DONTNEED);
 }
 
+/* What the pool may keep free now (see buf-pool.h). */
+static uint64_t keep_limit(const struct buf_pool *p)
+{
+    return p->peak_out_bytes > p->cap ? p->peak_out_bytes : p->cap;
+}
+
+
+static void count_out(struct buf_pool *p, int c)
+{
+    p->out_bytes += class_bytes(c);
+    if (p->out_bytes > p->peak_out_bytes)
+        p->peak_out_bytes = p->out_bytes;
+}
+
 void buf_pool_init(struct buf_pool *p, uint64_t cap)
 {
     memset(p, 0, sizeof(*p));
@@ -177,13 +191,17 @@ void *buf_pool_get(struct buf_pool *p, size_t len)
     if (c >= 0 && (buf = pop(p, c))) {
         p->cached_bytes -= class_bytes(c);
         p->hits++;
-        if ((s = slab_of(p, buf)) >= 0)
+        if ((s = slab_of(p, buf)) >= 0) {
             p->slabs[s].n_free--;
+            count_out(p, c);
+        }
         return buf;
     }
     p->misses++;
-    if (slab_class(c) && reserve_span(p) && (buf = carve(p, c)))
+    if (slab_class(c) && reserve_span(p) && (buf = carve(p, c))) {
+        count_out(p, c);
         return buf;
+    }
     if (posix_memalign(&buf, BUF_ALIGN, c >= 0 ? class_bytes(c)
                                                : (len ? len : 1)))
         return NULL;
@@ -200,8 +218,9 @@ void buf_pool_put(struct buf_pool *p, void *buf, size_t len)
     if ((s = slab_of(p, buf)) >= 0) {
         push(p, c, buf);
         p->cached_bytes += class_bytes(c);
+        p->out_bytes -= class_bytes(c);
         if (++p->slabs[s].n_free == per_slab(c) &&
-            p->cached_bytes > p->cap)
+            p->cached_bytes > keep_limit(p))
             release_slab(p, (size_t)s);
         return;
     }
@@ -211,6 +230,18 @@ void buf_pool_put(struct buf_pool *p, void *buf, size_t len)
     }
     push(p, c, buf);
     p->cached_bytes += class_bytes(c);
+}
+
+bool buf_pool_trim(struct buf_pool *p)
+{
+    p->peak_out_bytes = p->out_bytes;
+    for (size_t i = 0; p->span && i < n_slabs(p) &&
+                       p->cached_bytes > keep_limit(p); i++) {
+        int c = p->slabs[i].cls;
+        if (c != SLAB_UNCARVED && p->slabs[i].n_free == per_slab(c))
+            release_slab(p, i);
+    }
+    return buf_pool_over_cap(p);
 }
 
 void buf_pool_destroy(struct buf_pool *p)

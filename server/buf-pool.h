@@ -22,9 +22,16 @@
  * and an O_DIRECT write pins and releases one folio where it took 64
  * pages for 256 KiB (sequential writes: about a fifth less server CPU,
  * bench/README.md). A slab's memory goes back to the system only whole,
- * when all its buffers are free and the pool is over its cap, so a pool
- * may keep up to a slab per class beyond the cap. If the range cannot be
- * reserved, or is full, buffers come from the allocator as before.
+ * when all its buffers are free and the pool keeps more than it may.
+ * It may keep as much as the most that was out at once since the last
+ * buf_pool_trim() (or the cap, if more): a working set larger than the
+ * cap (four connections with 64 reads of 256 KiB each in flight) would
+ * otherwise give a slab back and fault a new one in, zeroing 2 MiB,
+ * every few requests. Its owner calls buf_pool_trim() now and then
+ * (worker.c: a second after the pool went over its cap) so that what a
+ * burst left behind goes back. A pool may keep up to a slab per class
+ * beyond what it may. If the range cannot be reserved, or is full,
+ * buffers come from the allocator as before.
  */
 #ifndef SENDENSE_SERVER_BUF_POOL_H
 #define SENDENSE_SERVER_BUF_POOL_H
@@ -51,6 +58,8 @@ struct buf_pool {
     void *free[BUF_POOL_CLASSES];   /* each buffer's first word: the next */
     uint64_t cached_bytes;
     uint64_t cap;
+    uint64_t out_bytes;             /* handed out, not yet back */
+    uint64_t peak_out_bytes;        /* most out at once since last trim */
     uint64_t hits, misses;          /* for tests and stats */
     /* Slabs: reserved at the first need, span_bytes of address space
      * (tests may shrink it before that). */
@@ -66,6 +75,14 @@ void buf_pool_init(struct buf_pool *p, uint64_t cap);
 void *buf_pool_get(struct buf_pool *p, size_t len);
 /* Give back a buffer got with the same len; NULL is ignored. */
 void buf_pool_put(struct buf_pool *p, void *buf, size_t len);
+/* Forget the peak (from now on the pool may keep what is out now, or the
+ * cap) and give back the free slabs beyond that. True while the pool
+ * still keeps more than its cap: call it again later. */
+bool buf_pool_trim(struct buf_pool *p);
+static inline bool buf_pool_over_cap(const struct buf_pool *p)
+{
+    return p->cached_bytes > p->cap;
+}
 /* Free every cached buffer. */
 void buf_pool_destroy(struct buf_pool *p);
 

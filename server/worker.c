@@ -58,6 +58,47 @@ static void arm_mailbox(struct worker *w)
                            sizeof(w->event_value), 0);
 }
 
+static void trim_done(struct sd_io *io, int res)
+{
+    struct worker *w = (struct worker *)((char *)io -
+                                         offsetof(struct worker, trim_io));
+
+    (void)res;          /* -ETIME when it fired, -ECANCELED at the stop */
+    w->trim_armed = false;
+    if (!w->stopping)
+        (void)buf_pool_trim(&w->bufs);
+}
+
+static void trim_cancelled(struct sd_io *io, int res)
+{
+    (void)io;
+    (void)res;
+}
+
+/* After each turn of the loop: a pool over its cap gets a trim timer. */
+static void maybe_arm_trim(struct worker *w)
+{
+    if (w->trim_armed || w->stopping || !buf_pool_over_cap(&w->bufs))
+        return;
+    struct io_uring_sqe *sqe = sd_ring_get_sqe(&w->ring, &w->trim_io);
+    if (!sqe)
+        return;
+    w->trim_ts.tv_sec = WORKER_BUF_TRIM_MS / 1000;
+    w->trim_ts.tv_nsec = (WORKER_BUF_TRIM_MS % 1000) * 1000000LL;
+    io_uring_prep_timeout(sqe, &w->trim_ts, 0, 0);
+    w->trim_armed = true;
+}
+
+/* At the stop, so that the loop need not wait a second for the timer. */
+static void cancel_trim(struct worker *w)
+{
+    if (!w->trim_armed)
+        return;
+    struct io_uring_sqe *sqe = sd_ring_get_sqe(&w->ring, &w->trim_cancel_io);
+    if (sqe)
+        io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&w->trim_io, 0);
+}
+
 int worker_init(struct worker *w, int index, unsigned ring_entries)
 {
     int ret;
@@ -69,6 +110,8 @@ int worker_init(struct worker *w, int index, unsigned ring_entries)
     else
         snprintf(w->name, sizeof(w->name), "worker%d", index);
     w->event_io.complete = mailbox_event;
+    w->trim_io.complete = trim_done;
+    w->trim_cancel_io.complete = trim_cancelled;
     w->event_fd = eventfd(0, EFD_CLOEXEC);
     if (w->event_fd < 0)
         return -errno;
@@ -102,8 +145,11 @@ int worker_run(struct worker *w)
         int ret = sd_ring_run_once(&w->ring, true);
         if (ret < 0 && ret != -EINTR)
             return ret;
+        maybe_arm_trim(w);
     }
-    /* Let the mailbox read come back so nothing points into w. */
+    cancel_trim(w);
+    /* Let the mailbox read and the trim timer come back so nothing
+     * points into w. */
     while (w->ring.in_flight) {
         uint64_t one = 1;
         if (write(w->event_fd, &one, sizeof(one)) < 0)

@@ -57,9 +57,17 @@ struct worker {
     struct co_queue budget_waiters;
 
     /* Request buffers of the connections this loop serves (their payload
-     * and read buffers are got and given back on this thread). */
+     * and read buffers are got and given back on this thread). While the
+     * pool keeps more than its cap, a timeout trims it every
+     * WORKER_BUF_TRIM_MS: what a burst left behind goes back within a
+     * second or two, and an idle loop has no timer. */
     struct buf_pool bufs;
+    struct sd_io trim_io, trim_cancel_io;
+    struct __kernel_timespec trim_ts;
+    bool trim_armed;
 };
+
+#define WORKER_BUF_TRIM_MS 1000
 
 /* Free request buffers a worker keeps mapped for reuse. */
 #define WORKER_BUF_POOL_CAP ((uint64_t)32 << 20)

@@ -157,9 +157,12 @@ Test(buf_pool, a_free_slab_over_the_cap_goes_back_whole)
     cr_assert_eq(p.cached_bytes, 7 * 256 * 1024);
     cr_assert_eq(p.slab_bytes, SLAB);
     cr_assert_eq(*(unsigned char *)bufs[7], 0x5a);
-    /* The last one frees the slab: its memory goes back to the system,
+    /* The last one frees the slab; it is the working set (the peak), so
+     * it stays until a trim. Then its memory goes back to the system,
      * and none of its buffers stays on the free list. */
     buf_pool_put(&p, bufs[7], 256 * 1024);
+    cr_assert_eq(p.slab_bytes, SLAB);
+    cr_assert_not(buf_pool_trim(&p));
     cr_assert_eq(p.cached_bytes, 0);
     cr_assert_eq(p.slab_bytes, 0);
     cr_assert_eq(resident_pages(bufs[0], SLAB), 0, "slab memory kept");
@@ -168,6 +171,53 @@ Test(buf_pool, a_free_slab_over_the_cap_goes_back_whole)
     cr_assert(in_slab(again, bufs[0]));
     cr_assert_eq(p.cached_bytes, SLAB - 128 * 1024);
     buf_pool_put(&p, again, 128 * 1024);
+    buf_pool_destroy(&p);
+}
+
+Test(buf_pool, a_working_set_above_the_cap_is_kept_until_a_trim)
+{
+    struct buf_pool p;
+    void *bufs[24];
+
+    buf_pool_init(&p, SLAB);                    /* cap: one slab */
+    for (int i = 0; i < 24; i++) {
+        bufs[i] = buf_pool_get(&p, 256 * 1024);
+        memset(bufs[i], i, 256 * 1024);
+    }
+    cr_assert_eq(p.slab_bytes, 3 * SLAB);
+    void *first = bufs[0];
+    /* With 6 MiB out at the peak the pool may keep that much: no slab
+     * goes back, although two are free and the cap is one slab. */
+    for (int i = 0; i < 23; i++)
+        buf_pool_put(&p, bufs[i], 256 * 1024);
+    cr_assert_eq(p.slab_bytes, 3 * SLAB, "a slab of the working set went back");
+    cr_assert_eq(resident_pages(first, SLAB), SLAB / 4096);
+    /* Taken again, the same memory: nothing is carved (faulted) afresh. */
+    for (int i = 0; i < 23; i++)
+        bufs[i] = buf_pool_get(&p, 256 * 1024);
+    cr_assert_eq(p.slab_bytes, 3 * SLAB);
+    cr_assert_eq(p.misses, 3);
+    for (int i = 0; i < 24; i++)
+        buf_pool_put(&p, bufs[i], 256 * 1024);
+    cr_assert_eq(p.slab_bytes, 3 * SLAB, "given back before a trim");
+    /* The trim: back to the cap. */
+    cr_assert_not(buf_pool_trim(&p));
+    cr_assert_eq(p.slab_bytes, SLAB);
+    cr_assert_eq(p.cached_bytes, SLAB);
+    cr_assert_eq(resident_pages(first, SLAB), 0, "a trimmed slab kept memory");
+    /* A trim with buffers out: the peak becomes what is out now (1 MiB),
+     * so the pool keeps its cap, and a free slab beyond it goes back. */
+    for (int i = 0; i < 16; i++)
+        bufs[i] = buf_pool_get(&p, 256 * 1024);
+    cr_assert_eq(p.slab_bytes, 2 * SLAB);
+    for (int i = 0; i < 12; i++)
+        buf_pool_put(&p, bufs[i], 256 * 1024);
+    cr_assert_not(buf_pool_trim(&p));
+    cr_assert_eq(p.slab_bytes, SLAB);
+    cr_assert_eq(p.cached_bytes, 1 << 20);
+    for (int i = 12; i < 16; i++)
+        buf_pool_put(&p, bufs[i], 256 * 1024);
+    cr_assert_eq(p.slab_bytes, SLAB);
     buf_pool_destroy(&p);
 }
 
