@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int sd_ring_init(struct sd_ring *r, unsigned entries)
 {
@@ -21,6 +23,34 @@ int sd_ring_init(struct sd_ring *r, unsigned entries)
     if (ret == -EINVAL)
         ret = io_uring_queue_init(entries, &r->uring, 0);
     return ret;
+}
+
+int sd_ring_init_owned(struct sd_ring *r, unsigned entries)
+{
+    int ret;
+
+    memset(r, 0, sizeof(*r));
+    ret = io_uring_queue_init(entries, &r->uring,
+                              IORING_SETUP_SINGLE_ISSUER |
+                              IORING_SETUP_DEFER_TASKRUN |
+                              IORING_SETUP_R_DISABLED);
+    if (ret == -EINVAL)
+        return sd_ring_init(r, entries);
+    r->disabled = ret == 0;
+    return ret;
+}
+
+int sd_ring_own(struct sd_ring *r)
+{
+    if (!r->disabled)
+        return 0;
+    r->disabled = false;
+    /* liburing 2.3 declares io_uring_enable_rings() but does not export
+     * it: the register call itself. */
+    if (syscall(__NR_io_uring_register, r->uring.ring_fd,
+                IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+        return -errno;
+    return 0;
 }
 
 void sd_ring_exit(struct sd_ring *r)

@@ -20,9 +20,19 @@ struct sd_io {
 struct sd_ring {
     struct io_uring uring;
     unsigned in_flight;     /* SQEs handed out whose CQE has not arrived */
+    bool disabled;          /* sd_ring_init_owned: until sd_ring_own */
 };
 
 int sd_ring_init(struct sd_ring *r, unsigned entries);
+/* A ring one thread will own, set up on another (a worker's, made before
+ * its thread starts): only its owner submits to it, so completion work
+ * can wait until the owner asks for completions (DEFER_TASKRUN), which
+ * saves waking it for work it would do on its next wait anyway. It stays
+ * disabled until the owner calls sd_ring_own(). Kernels before 6.1 get
+ * a ring as sd_ring_init() makes it. */
+int sd_ring_init_owned(struct sd_ring *r, unsigned entries);
+/* Called by the owner thread before it first submits. */
+int sd_ring_own(struct sd_ring *r);
 void sd_ring_exit(struct sd_ring *r);
 
 /* An SQE bound to io; submits queued SQEs first if the queue is full.

@@ -120,7 +120,7 @@ int worker_init(struct worker *w, int index, unsigned ring_entries)
         close(w->event_fd);
         return -ret;
     }
-    ret = sd_ring_init(&w->ring, ring_entries);
+    ret = sd_ring_init_owned(&w->ring, ring_entries);
     if (ret < 0) {
         pthread_mutex_destroy(&w->lock);
         close(w->event_fd);
@@ -139,10 +139,14 @@ static void stop_loop(void *arg)
 
 int worker_run(struct worker *w)
 {
+    int ret = sd_ring_own(&w->ring);
+
+    if (ret < 0)
+        return ret;
     current_worker = w;
     arm_mailbox(w);
     while (!w->stopping) {
-        int ret = sd_ring_run_once(&w->ring, true);
+        ret = sd_ring_run_once(&w->ring, true);
         if (ret < 0 && ret != -EINTR)
             return ret;
         maybe_arm_trim(w);
