@@ -619,6 +619,38 @@ static void remote_start(void *arg)
     worker_post_msg(q->c->worker, &q->hop, remote_finish, q);
 }
 
+/* --- request structs: from and back to the worker's cache --- */
+
+/* worker_destroy() frees the cache knowing only that each one's first
+ * word links the next. */
+_Static_assert(offsetof(struct nbd_req, next) == 0, "next comes first");
+
+static struct nbd_req *req_new(struct conn *c)
+{
+    struct worker *w = c->worker;
+    struct nbd_req *q = w->free_reqs;
+
+    if (!q)
+        return calloc(1, sizeof(*q));
+    w->free_reqs = q->next;
+    w->n_free_reqs--;
+    memset(q, 0, sizeof(*q));
+    return q;
+}
+
+static void req_delete(struct nbd_req *q)
+{
+    struct worker *w = q->c->worker;
+
+    if (w->n_free_reqs >= WORKER_FREE_REQS_MAX) {
+        free(q);
+        return;
+    }
+    q->next = w->free_reqs;
+    w->free_reqs = q;
+    w->n_free_reqs++;
+}
+
 /* --- sending --- */
 
 static void free_req(struct nbd_req *q)
@@ -637,7 +669,7 @@ static void free_req(struct nbd_req *q)
     if (q->iov != q->iov_inline)
         free(q->iov);
     free(q->file_off);
-    free(q);
+    req_delete(q);
 }
 
 static void queue_reply(struct nbd_req *q)
@@ -794,7 +826,7 @@ static struct nbd_req *read_request(struct conn *c,
             sd_log_info("%s: reading: %s", c->label, strerror(-ret));
         return NULL;
     }
-    q = calloc(1, sizeof(*q));
+    q = req_new(c);
     if (!q) {
         sd_log_error("%s: out of memory; closing", c->label);
         return NULL;
@@ -802,7 +834,7 @@ static struct nbd_req *read_request(struct conn *c,
     q->c = c;
     if (!nbd_request_parse(hdr, &q->r)) {
         sd_log_warn("%s: bad request magic; closing", c->label);
-        free(q);
+        req_delete(q);
         return NULL;
     }
     atomic_fetch_add(&c->requests, 1);
@@ -814,7 +846,7 @@ static struct nbd_req *read_request(struct conn *c,
             sd_log_warn("%s: %s of %" PRIu32 " bytes is more than we take; "
                         "closing", c->label, cmd_name(q->r.type),
                         q->r.length);
-        free(q);
+        req_delete(q);
         return NULL;
     }
     if (nbd_request_has_payload(&q->r) && *verdict == REQUEST_REPLY_ERROR) {
@@ -822,14 +854,14 @@ static struct nbd_req *read_request(struct conn *c,
         if (ret < 0) {
             sd_log_info("%s: reading refused write payload: %s", c->label,
                         strerror(-ret));
-            free(q);
+            req_delete(q);
             return NULL;
         }
     } else if (nbd_request_has_payload(&q->r)) {
         q->buf = req_buf_get(c, q->r.length);
         if (!q->buf) {
             sd_log_error("%s: out of memory; closing", c->label);
-            free(q);
+            req_delete(q);
             return NULL;
         }
         ret = conn_recv(c, q->buf, q->r.length);
@@ -837,7 +869,7 @@ static struct nbd_req *read_request(struct conn *c,
             sd_log_info("%s: reading write payload: %s", c->label,
                         strerror(-ret));
             req_buf_release(q);
-            free(q);
+            req_delete(q);
             return NULL;
         }
     }

@@ -197,6 +197,12 @@ void worker_destroy(struct worker *w)
             free(m);
         m = next;
     }
+    while (w->free_reqs) {
+        void *next;
+        memcpy(&next, w->free_reqs, sizeof(next));
+        free(w->free_reqs);
+        w->free_reqs = next;
+    }
     sd_ring_exit(&w->ring);
     buf_pool_destroy(&w->bufs);
     pthread_mutex_destroy(&w->lock);
