@@ -167,7 +167,6 @@ static uint64_t keep_limit(const struct buf_pool *p)
     return p->peak_out_bytes > p->cap ? p->peak_out_bytes : p->cap;
 }
 
-
 static void count_out(struct buf_pool *p, int c)
 {
     p->out_bytes += class_bytes(c);
