@@ -744,9 +744,9 @@ start_pump() {
 
 # The NBD ceiling of a random row, and of a sequential row on disk (one
 # connection or several: the pump serves each on a thread of its own and
-# offers multi-conn, as sendense-nbd does): the same client (fio, or nbdcopy) against the least NBD server
-# there can be (bench/nbd-pump.c: a pread or pwrite per request, one trip
-# into the kernel per batch). Its CPU is what the kernel, the machine and
+# offers multi-conn, as sendense-nbd does): the same client (fio, or
+# nbdcopy) against the least NBD server there can be (bench/nbd-pump.c:
+# a pread or pwrite per request, one trip into the kernel per batch). Its CPU is what the kernel, the machine and
 # that client's way of talking cost any NBD server. Random reads on disk
 # and the sequential rows take its pipelined mode (--ring,
 # bench/nbd-pump-ring.c): every request's I/O in flight at once through
@@ -1057,6 +1057,8 @@ list_rows() {
 
 # nbdcopy rows are named by connection count: seq-write-1 -> -1c.
 row_name() { sed -E 's#^((tls-)?seq-(write|read)-[0-9]+)/#\1c/#' <<< "$1"; }
+# ... and the run functions take the inner name: seq-write-1c -> -1.
+inner_name() { sed -E 's#^((tls-)?seq-(write|read)-[0-9]+)c/#\1/#' <<< "$1"; }
 
 # ------------------------------------------------------------- main
 
@@ -1079,22 +1081,18 @@ LOAD_BEFORE=$(cut -d ' ' -f 1-3 /proc/loadavg)
 for row in "${ROWS[@]}"; do
     wait_for_quiet
     note "$row (at $(( $(date +%s) - T_START )) s)"
+    inner=$(inner_name "$row")
     for rep in $(seq 1 "$REPS"); do
         for server in $SERVERS; do
-            # run_one's inner workload names have no "c" suffix.
-            run_one "$(sed -E 's#^((tls-)?seq-(write|read)-[0-9]+)c/#\1/#' <<< "$row")" \
-                "$server" "$rep"
+            run_one "$inner" "$server" "$rep"
         done
         # The ceilings: the same pattern by fio on a file in the same place
         # (not for TLS rows), the socket pump (one-connection rows) and
         # the NBD pump (random rows on raw files, and plain sequential
         # rows on disk, one connection or several).
-        case $row in rand-*|seq-*) run_ceiling "$(sed -E 's#^(seq-(write|read)-[0-9]+)c/#\1/#' <<< "$row")" "$rep" ;; esac
-        case $row in *seq-*-1c/*) run_pump "$(sed -E 's#^((tls-)?seq-(write|read)-1)c/#\1/#' <<< "$row")" "$rep" ;; esac
-        case $row in
-        rand-*/raw/*) run_nbd_pump "$row" "$rep" ;;
-        seq-*/*/disk/*) run_nbd_pump "$(sed -E 's#^(seq-(write|read)-[0-9]+)c/#\1/#' <<< "$row")" "$rep" ;;
-        esac
+        case $row in rand-*|seq-*) run_ceiling "$inner" "$rep" ;; esac
+        case $row in *seq-*-1c/*) run_pump "$inner" "$rep" ;; esac
+        case $row in rand-*/raw/*|seq-*/*/disk/*) run_nbd_pump "$inner" "$rep" ;; esac
     done
 done
 T_END=$(date +%s)

@@ -356,10 +356,12 @@ out:
 static void serve(const struct pump *model, int listener)
 {
     pthread_attr_t attr;
+    int err = pthread_attr_init(&attr);
 
-    if (pthread_attr_init(&attr) != 0 ||
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0) {
-        fail("thread attributes", EINVAL);
+    if (!err)
+        err = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (err) {
+        fail("thread attributes", err);
         return;
     }
     for (;;) {
@@ -372,7 +374,7 @@ static void serve(const struct pump *model, int listener)
         }
         struct pump *p = malloc(sizeof(*p));
         pthread_t thread;
-        int err = ENOMEM;
+        err = ENOMEM;
         if (p) {
             *p = *model;
             p->sock = sock;
