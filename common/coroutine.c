@@ -5,7 +5,7 @@
  * A new coroutine's stack is set up once with makecontext/swapcontext;
  * after that every switch is a _setjmp/_longjmp pair, which does not save
  * or restore the signal mask and so costs no system call. Finished
- * coroutines go back to a small per-thread pool with their stacks.
+ * coroutines go back to a per-thread pool with their stacks.
  *
  * Under AddressSanitizer each switch is announced with the fiber API so
  * that ASan tracks which stack is live.
@@ -32,7 +32,14 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
-enum { CO_STACK_SIZE = 256 * 1024, CO_POOL_MAX = 64 };
+/* The pool keeps enough finished coroutines for several multi-connection
+ * clients' requests in flight on one thread (nbdcopy keeps 64 per
+ * connection): with 64, four nbdcopy connections mapped and unmapped a
+ * stack for every third request, and each unmapping in a threaded
+ * process interrupts every core to flush its TLB (4 GiB read over four
+ * connections: 0.235 CPU s/GiB, 0.20 with the larger pool). Only the
+ * pages a stack touched stay resident, a few KiB each. */
+enum { CO_STACK_SIZE = 256 * 1024, CO_POOL_MAX = 1024 };
 
 struct coroutine {
     jmp_buf env;
