@@ -210,6 +210,11 @@ static void co_release(struct coroutine *co)
     free(co);
 }
 
+unsigned co_thread_pool_len(void)
+{
+    return co_tls.pool_len;
+}
+
 void co_thread_release_pool(void)
 {
     while (co_tls.pool) {

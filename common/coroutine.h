@@ -40,6 +40,9 @@ void co_schedule(struct coroutine *co);
  * calls it last). */
 void co_thread_release_pool(void);
 
+/* How many finished coroutines this thread's pool holds. */
+unsigned co_thread_pool_len(void);
+
 /* Enter every scheduled coroutine; returns how many ran. */
 unsigned co_run_ready(void);
 

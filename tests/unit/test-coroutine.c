@@ -420,6 +420,35 @@ Test(coroutine, thousands_created_and_finished)
     expect_no_leaks();
 }
 
+/* A server thread has hundreds of requests in flight (four nbdcopy
+ * connections keep 256): when they finish, the next ones must find their
+ * coroutines in the pool, not map new stacks (each unmapping in a
+ * threaded process interrupts every core to flush its TLB). */
+Test(coroutine, a_thousand_finished_coroutines_are_all_pooled)
+{
+    enum { N = 1000 };
+    static struct coroutine *live[N];
+    int runs = 0;
+
+    co_thread_release_pool();
+    for (int i = 0; i < N; i++) {
+        live[i] = co_create(yield_once_fn, &runs);
+        cr_assert_not_null(live[i]);
+        co_enter(live[i]);
+    }
+    cr_assert_eq(co_thread_pool_len(), 0);
+    for (int i = 0; i < N; i++)
+        co_enter(live[i]);
+    cr_assert_eq(runs, N);
+    cr_assert_eq(co_thread_pool_len(), N, "the pool kept %u of %d",
+                 co_thread_pool_len(), N);
+    for (int i = 0; i < N; i++)
+        co_enter(co_create(noop_fn, &runs));
+    cr_assert_eq(co_thread_pool_len(), N, "reusing them changed the pool");
+    co_thread_release_pool();
+    cr_assert_eq(co_thread_pool_len(), 0);
+}
+
 /* ---- stack depth ----------------------------------------------------- */
 
 enum { BIG = 100 * 1024 };
