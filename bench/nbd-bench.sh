@@ -746,8 +746,9 @@ start_pump() {
 # connection or several: the pump serves each on a thread of its own and
 # offers multi-conn, as sendense-nbd does): the same client (fio, or
 # nbdcopy) against the least NBD server there can be (bench/nbd-pump.c:
-# a pread or pwrite per request, one trip into the kernel per batch). Its CPU is what the kernel, the machine and
-# that client's way of talking cost any NBD server. Random reads on disk
+# a pread or pwrite per request, one trip into the kernel per batch).
+# Its CPU is what the kernel, the machine and that client's way of
+# talking cost any NBD server. Random reads on disk
 # and the sequential rows take its pipelined mode (--ring,
 # bench/nbd-pump-ring.c): every request's I/O in flight at once through
 # io_uring, each reply sent as its I/O completes, since one pread after
