@@ -755,15 +755,18 @@ start_pump() {
 # another would wait for the device each time; the sequential rows also
 # open the file O_DIRECT (--direct), as sendense-nbd and the socket pump
 # read and write large requests on a device. It writes a raw file in
-# every target's row: it has no image format.
+# every target's row: it has no image format. It offers structured
+# replies (--structured), as the servers do: libnbd's clients take them,
+# and a read's data chunk costs the client more to take apart than a
+# simple reply (bench/README.md, twelfth session).
 run_nbd_pump() {  # run_nbd_pump ROW REP (ROW as run_one takes it)
-    local row=$1 rep=$2 workload target place transport dir addr uri mode=()
-    local file
+    local row=$1 rep=$2 workload target place transport dir addr uri
+    local file mode=(--structured)
     IFS=/ read -r workload target place transport <<< "$row"
     dir=$(place_dir "$place")
     file=$dir/full.raw
-    if [[ $workload == seq-* ]]; then mode=(--ring --direct)
-    elif [[ $workload == rand-read-* && $place == disk ]]; then mode=(--ring); fi
+    if [[ $workload == seq-* ]]; then mode+=(--ring --direct)
+    elif [[ $workload == rand-read-* && $place == disk ]]; then mode+=(--ring); fi
     pump_available "$row" "$rep" "$SD_NBD_PUMP" nbd-pump || return 0
     if [[ $workload == seq-write-* ]]; then
         file=$dir/nbd-pump.raw; rm -f "$file"; truncate -s "$SIZE" "$file"

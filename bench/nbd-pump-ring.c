@@ -37,7 +37,9 @@ enum {
 
 struct slot {
     struct slot *next;
-    char hdr[REPLY_BYTES];
+    char hdr[DATA_CHUNK_BYTES]; /* a simple reply or a structured one */
+    uint8_t hdr_len;
+    uint64_t cookie;
     char *buf;                  /* I/O data, cap bytes */
     size_t cap;
     bool own_buf;               /* buf is ours to free (not the arena's) */
@@ -168,6 +170,8 @@ static long take_request(void *ctx, const char *q, size_t avail)
     rp->free = s->next;
     rp->header_only = false;
     s->data_len = 0;
+    s->cookie = r.cookie;
+    s->hdr_len = REPLY_BYTES;
     pump_reply_header(s->hdr, r.cookie, 0);
     switch (r.type) {
     case CMD_READ:
@@ -236,7 +240,7 @@ static int send_ready(struct ring_pump *rp)
     if (rp->send_busy || !rp->ready)
         return 0;
     for (struct slot *s = rp->ready; s; s = s->next) {
-        rp->iov[n++] = (struct iovec){ s->hdr, REPLY_BYTES };
+        rp->iov[n++] = (struct iovec){ s->hdr, s->hdr_len };
         if (s->data_len)
             rp->iov[n++] = (struct iovec){ s->buf, s->data_len };
     }
@@ -308,9 +312,19 @@ static void io_done(struct ring_pump *rp, struct slot *s, int res)
         rp->reads--;
     else
         rp->writes--;
-    if (res != (int)s->io_len)      /* simple replies are whole */
+    bool ok = res == (int)s->io_len;  /* replies are whole */
+
+    if (s->reading && rp->p->structured) {
+        /* Reads may not have simple replies then. */
+        s->hdr_len = ok ? DATA_CHUNK_BYTES : ERROR_CHUNK_BYTES;
+        pump_put_chunk(s->hdr, s->cookie,
+                       ok ? CHUNK_OFFSET_DATA : CHUNK_ERROR,
+                       ok ? 8 + s->io_len : 6,
+                       ok ? s->off : (uint64_t)EIO << 32);
+    } else if (!ok) {
         memcpy(s->hdr + 4, &(uint32_t){ htobe32(EIO) }, 4);
-    else if (s->reading)
+    }
+    if (ok && s->reading)
         s->data_len = s->io_len;
     make_ready(rp, s);
 }

@@ -2,9 +2,10 @@
 /* nbd-pump: the ceiling of the random rows.
  *
  * The least an NBD server can do per request on this machine: one
- * thread, no image format, no request table, no structured replies. It
- * takes the handshake as far as a client needs (fixed newstyle, NBD_OPT_GO
- * with one export of the file's size, every other option refused), then
+ * thread, no image format, no request table, no block status. It takes
+ * the handshake as far as a client needs (fixed newstyle, NBD_OPT_GO
+ * with one export of the file's size, structured replies if asked to
+ * offer them, every other option refused), then
  * for each batch of requests that has arrived: a pread or pwrite per
  * request, straight into and out of the socket buffers, and one
  * io_uring_enter that both sends the batch's replies and arms the receive
@@ -16,7 +17,7 @@
  * calls and the sleep between requests. A server within 10 % of it is at
  * the machine's limit for that row.
  *
- *   nbd-pump [--ring] [--direct] ADDR FILE
+ *   nbd-pump [--ring] [--direct] [--structured] ADDR FILE
  *                           serve FILE as the one export (any name)
  *
  * With --ring (nbd-pump-ring.c) requests are pipelined instead: reads
@@ -28,6 +29,12 @@
  * --direct opens FILE with O_DIRECT, as sendense-nbd reads and writes
  * large requests on a device and as the socket pump does; requests must
  * then be aligned (nbdcopy's are).
+ *
+ * --structured accepts NBD_OPT_STRUCTURED_REPLY, as the servers it is
+ * the ceiling of do; a client that takes it gets each read back as one
+ * data chunk (the protocol allows no simple reply to a read then), which
+ * costs the client more to parse than a simple reply. Other replies stay
+ * simple, as the protocol allows.
  *
  * ADDR is unix:PATH or tcp:PORT. Each connection is served by a thread
  * of its own, with its own ring and buffers, until SIGTERM; the export
@@ -137,6 +144,12 @@ static int handshake(struct pump *p)
             (void)option_reply(p->sock, opt, REP_ACK, NULL, 0);
             return 0;
         }
+        if (opt == OPT_STRUCTURED_REPLY && p->offer_structured && !len) {
+            if ((ret = option_reply(p->sock, opt, REP_ACK, NULL, 0)) < 0)
+                return ret;
+            p->structured = true;
+            continue;
+        }
         if (opt != OPT_GO) {
             ret = option_reply(p->sock, opt, (uint32_t)REP_ERR_UNSUP, NULL, 0);
             if (ret < 0)
@@ -175,6 +188,43 @@ static void put_reply(struct pump *p, uint64_t cookie, int err)
     p->tx_len += REPLY_BYTES;
 }
 
+void pump_put_chunk(char *c, uint64_t cookie, uint16_t type, uint32_t len,
+                    uint64_t first8)
+{
+    uint32_t magic = htobe32(STRUCTURED_REPLY_MAGIC), l = htobe32(len);
+    uint16_t f = htobe16(CHUNK_FLAG_DONE), t = htobe16(type);
+    uint64_t v = htobe64(first8);
+
+    memcpy(c, &magic, 4);
+    memcpy(c + 4, &f, 2);
+    memcpy(c + 6, &t, 2);
+    memcpy(c + 8, &cookie, 8);
+    memcpy(c + 16, &l, 4);
+    memcpy(c + 20, &v, 8);
+}
+
+/* Reads r's data after its reply header in p->tx and queues both: a
+ * simple reply, or with structured replies one data chunk (reads may not
+ * have simple replies then) or one error chunk. */
+static void put_read(struct pump *p, const struct pump_request *r)
+{
+    size_t head = p->structured ? DATA_CHUNK_BYTES : REPLY_BYTES;
+    char *out = p->tx + p->tx_len;
+    ssize_t n = pread(p->file, out + head, r->len, (off_t)r->off);
+    uint32_t err = n == (ssize_t)r->len ? 0 : EIO;  /* replies are whole */
+
+    if (!p->structured) {
+        put_reply(p, r->cookie, (int)err);
+        p->tx_len += err ? 0 : r->len;
+    } else if (!err) {
+        pump_put_chunk(out, r->cookie, CHUNK_OFFSET_DATA, 8 + r->len, r->off);
+        p->tx_len += head + r->len;
+    } else {
+        pump_put_chunk(out, r->cookie, CHUNK_ERROR, 6, (uint64_t)err << 32);
+        p->tx_len += ERROR_CHUNK_BYTES;
+    }
+}
+
 bool pump_parse_request(const char *q, struct pump_request *r)
 {
     uint32_t magic;
@@ -202,19 +252,15 @@ static long handle_one(void *ctx, const char *q, size_t avail)
     if (!pump_parse_request(q, &r))
         return -EPROTO;
     size_t need = pump_request_bytes(&r);
-    size_t reply = REPLY_BYTES + (r.type == CMD_READ ? r.len : 0);
+    size_t reply = r.type != CMD_READ ? REPLY_BYTES
+                   : (p->structured ? DATA_CHUNK_BYTES : REPLY_BYTES) + r.len;
     if (avail < need || p->tx_len + reply > TX_BYTES)
         return 0;
     int err = 0;
     ssize_t n;
     switch (r.type) {
-    case CMD_READ:                  /* the data goes after its reply */
-        n = pread(p->file, p->tx + p->tx_len + REPLY_BYTES, r.len,
-                  (off_t)r.off);
-        err = n == (ssize_t)r.len ? 0 : EIO;  /* simple replies are whole */
-        put_reply(p, r.cookie, err);
-        if (!err)
-            p->tx_len += r.len;
+    case CMD_READ:
+        put_read(p, &r);
         break;
     case CMD_WRITE:
         n = pwrite(p->file, q + REQUEST_BYTES, r.len, (off_t)r.off);
@@ -400,11 +446,13 @@ int main(int argc, char **argv)
             p.pipelined = true;
         else if (strcmp(argv[1], "--direct") == 0)
             oflags |= O_DIRECT;
+        else if (strcmp(argv[1], "--structured") == 0)
+            p.offer_structured = true;
         else
             break;
     }
     if (argc != 3) {
-        fprintf(stderr, "usage: nbd-pump [--ring] [--direct] "
+        fprintf(stderr, "usage: nbd-pump [--ring] [--direct] [--structured] "
                         "unix:PATH|tcp:PORT FILE\n");
         return 2;
     }

@@ -13,15 +13,19 @@
 #define OPT_REPLY_MAGIC 0x3e889045565a9ULL
 #define REQUEST_MAGIC 0x25609513u
 #define SIMPLE_REPLY_MAGIC 0x67446698u
+#define STRUCTURED_REPLY_MAGIC 0x668e33efu
 
 enum {
     FLAG_FIXED_NEWSTYLE = 1, FLAG_NO_ZEROES = 2,
-    OPT_ABORT = 2, OPT_GO = 7,
+    OPT_ABORT = 2, OPT_GO = 7, OPT_STRUCTURED_REPLY = 8,
     REP_ACK = 1, REP_INFO = 3, REP_ERR_UNSUP = (int)(1u << 31) + 1,
     INFO_EXPORT = 0,
     TX_HAS_FLAGS = 1, TX_SEND_FLUSH = 4, TX_CAN_MULTI_CONN = 256,
     CMD_READ = 0, CMD_WRITE = 1, CMD_DISC = 2, CMD_FLUSH = 3,
     REQUEST_BYTES = 28, REPLY_BYTES = 16,
+    CHUNK_FLAG_DONE = 1, CHUNK_OFFSET_DATA = 1, CHUNK_ERROR = 32769,
+    DATA_CHUNK_BYTES = 28,      /* chunk header and offset */
+    ERROR_CHUNK_BYTES = 26,     /* chunk header, error, no message */
     MAX_PAYLOAD = 4 << 20,
     RX_BYTES = MAX_PAYLOAD + REQUEST_BYTES,
     TX_BYTES = 2 * MAX_PAYLOAD,
@@ -37,6 +41,8 @@ struct pump {
     size_t tx_len, tx_sent;     /* replies queued; of them, sent */
     bool closing;
     bool pipelined;             /* --ring: pump_transmit_ring */
+    bool offer_structured;      /* --structured */
+    bool structured;            /* the client took structured replies */
 };
 
 /* A request's fields, from the REQUEST_BYTES at q (host order; the
@@ -56,6 +62,13 @@ static inline size_t pump_request_bytes(const struct pump_request *r)
 
 /* The simple reply to cookie with err, REPLY_BYTES at r. */
 void pump_reply_header(char *r, uint64_t cookie, uint32_t err);
+
+/* A structured reply's one and last chunk at c: the 20-byte header,
+ * then the payload's first 8 bytes (a data chunk's offset; or an error
+ * chunk's error, 4 bytes, and its empty message's length, 2, of which
+ * the reply is ERROR_CHUNK_BYTES). */
+void pump_put_chunk(char *c, uint64_t cookie, uint16_t type, uint32_t len,
+                    uint64_t first8);
 
 /* Hands each whole request at the front of p->rx to take (which returns
  * its length, 0 to stop, or a negative errno) until one is incomplete,
