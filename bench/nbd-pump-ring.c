@@ -314,18 +314,14 @@ static void io_done(struct ring_pump *rp, struct slot *s, int res)
         rp->writes--;
     bool ok = res == (int)s->io_len;  /* replies are whole */
 
-    if (s->reading && rp->p->structured) {
-        /* Reads may not have simple replies then. */
-        s->hdr_len = ok ? DATA_CHUNK_BYTES : ERROR_CHUNK_BYTES;
-        pump_put_chunk(s->hdr, s->cookie,
-                       ok ? CHUNK_OFFSET_DATA : CHUNK_ERROR,
-                       ok ? 8 + s->io_len : 6,
-                       ok ? s->off : (uint64_t)EIO << 32);
+    if (s->reading) {
+        s->hdr_len = (uint8_t)pump_read_header(s->hdr, rp->p->structured,
+                                               s->cookie, s->off, s->io_len,
+                                               ok);
+        s->data_len = ok ? s->io_len : 0;
     } else if (!ok) {
-        memcpy(s->hdr + 4, &(uint32_t){ htobe32(EIO) }, 4);
+        pump_reply_header(s->hdr, s->cookie, EIO);
     }
-    if (ok && s->reading)
-        s->data_len = s->io_len;
     make_ready(rp, s);
 }
 

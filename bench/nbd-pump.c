@@ -188,8 +188,11 @@ static void put_reply(struct pump *p, uint64_t cookie, int err)
     p->tx_len += REPLY_BYTES;
 }
 
-void pump_put_chunk(char *c, uint64_t cookie, uint16_t type, uint32_t len,
-                    uint64_t first8)
+/* A structured reply's one and last chunk at c: the 20-byte header,
+ * then the payload's first 8 bytes (a data chunk's offset; or an error
+ * chunk's error, 4 bytes, and its empty message's length, 2). */
+static void put_chunk(char *c, uint64_t cookie, uint16_t type, uint32_t len,
+                      uint64_t first8)
 {
     uint32_t magic = htobe32(STRUCTURED_REPLY_MAGIC), l = htobe32(len);
     uint16_t f = htobe16(CHUNK_FLAG_DONE), t = htobe16(type);
@@ -203,26 +206,31 @@ void pump_put_chunk(char *c, uint64_t cookie, uint16_t type, uint32_t len,
     memcpy(c + 20, &v, 8);
 }
 
-/* Reads r's data after its reply header in p->tx and queues both: a
- * simple reply, or with structured replies one data chunk (reads may not
- * have simple replies then) or one error chunk. */
+size_t pump_read_header(char *h, bool structured, uint64_t cookie,
+                        uint64_t off, uint32_t len, bool ok)
+{
+    if (!structured) {
+        pump_reply_header(h, cookie, ok ? 0 : EIO);
+        return REPLY_BYTES;
+    }
+    if (ok) {
+        put_chunk(h, cookie, CHUNK_OFFSET_DATA, 8 + len, off);
+        return DATA_CHUNK_BYTES;
+    }
+    put_chunk(h, cookie, CHUNK_ERROR, 6, (uint64_t)EIO << 32);
+    return ERROR_CHUNK_BYTES;
+}
+
+/* Reads r's data after its reply's header in p->tx and queues both. */
 static void put_read(struct pump *p, const struct pump_request *r)
 {
-    size_t head = p->structured ? DATA_CHUNK_BYTES : REPLY_BYTES;
     char *out = p->tx + p->tx_len;
-    ssize_t n = pread(p->file, out + head, r->len, (off_t)r->off);
-    uint32_t err = n == (ssize_t)r->len ? 0 : EIO;  /* replies are whole */
+    ssize_t n = pread(p->file, out + pump_read_head_bytes(p->structured),
+                      r->len, (off_t)r->off);
+    bool ok = n == (ssize_t)r->len;     /* replies are whole */
 
-    if (!p->structured) {
-        put_reply(p, r->cookie, (int)err);
-        p->tx_len += err ? 0 : r->len;
-    } else if (!err) {
-        pump_put_chunk(out, r->cookie, CHUNK_OFFSET_DATA, 8 + r->len, r->off);
-        p->tx_len += head + r->len;
-    } else {
-        pump_put_chunk(out, r->cookie, CHUNK_ERROR, 6, (uint64_t)err << 32);
-        p->tx_len += ERROR_CHUNK_BYTES;
-    }
+    p->tx_len += pump_read_header(out, p->structured, r->cookie, r->off,
+                                  r->len, ok) + (ok ? r->len : 0);
 }
 
 bool pump_parse_request(const char *q, struct pump_request *r)
@@ -253,7 +261,7 @@ static long handle_one(void *ctx, const char *q, size_t avail)
         return -EPROTO;
     size_t need = pump_request_bytes(&r);
     size_t reply = r.type != CMD_READ ? REPLY_BYTES
-                   : (p->structured ? DATA_CHUNK_BYTES : REPLY_BYTES) + r.len;
+                   : pump_read_head_bytes(p->structured) + r.len;
     if (avail < need || p->tx_len + reply > TX_BYTES)
         return 0;
     int err = 0;

@@ -63,12 +63,20 @@ static inline size_t pump_request_bytes(const struct pump_request *r)
 /* The simple reply to cookie with err, REPLY_BYTES at r. */
 void pump_reply_header(char *r, uint64_t cookie, uint32_t err);
 
-/* A structured reply's one and last chunk at c: the 20-byte header,
- * then the payload's first 8 bytes (a data chunk's offset; or an error
- * chunk's error, 4 bytes, and its empty message's length, 2, of which
- * the reply is ERROR_CHUNK_BYTES). */
-void pump_put_chunk(char *c, uint64_t cookie, uint16_t type, uint32_t len,
-                    uint64_t first8);
+/* The bytes before a read's data in its reply: a simple reply's header,
+ * or a data chunk's header and offset. */
+static inline size_t pump_read_head_bytes(bool structured)
+{
+    return structured ? DATA_CHUNK_BYTES : REPLY_BYTES;
+}
+
+/* Writes at h the header of the reply to a read of len bytes at off,
+ * which succeeded (ok) or failed with EIO, and returns its length: a
+ * simple reply, or with structured replies one data chunk or one error
+ * chunk (the protocol allows no simple reply to a read then). The data,
+ * if ok, follows at h + pump_read_head_bytes(structured). */
+size_t pump_read_header(char *h, bool structured, uint64_t cookie,
+                        uint64_t off, uint32_t len, bool ok);
 
 /* Hands each whole request at the front of p->rx to take (which returns
  * its length, 0 to stop, or a negative errno) until one is incomplete,
