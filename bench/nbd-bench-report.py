@@ -54,6 +54,7 @@ def summarize(runs):
         s.update(unit=ok[0]["unit"], value=median(values), min=min(values),
                  max=max(values))
         s["cpu"], s["cpu_unit"] = cpu_cost(ok)
+        s["by_rep"] = {r["rep"]: (num(r["value"]), cpu_cost([r])[0]) for r in ok}
         rss = [num(r["rss_kib"]) for r in ok if num(r["rss_kib"])]
         s["rss_mib"] = median(rss) / 1024 if rss else None
         amps = [num(r["alloc_bytes"]) / num(r["written_bytes"]) for r in ok
@@ -105,14 +106,27 @@ def add_ratios(summary):
                 ours["x_best"] = (best["value"] / ours["value"] if lower
                                   else ours["value"] / best["value"])
                 ours["best_peer"] = best["server"]
-        if ceiling and ceiling["value"]:
-            ours["x_ceiling"] = ours["value"] / ceiling["value"]
+        if ceiling:
+            ours["x_ceiling"] = paired_ratio(ours, ceiling, 0)
         for name, key in ((PUMP, "pump"), (NBD_PUMP, "nbd_pump")):
             pump = next((s for s in ss if s["server"] == name and s.get("value")), None)
-            if pump and ours["value"]:
-                ours["x_" + key] = ours["value"] / pump["value"]
-                if pump.get("cpu") and ours.get("cpu") is not None:
-                    ours["cpu_x_" + key] = ours["cpu"] / pump["cpu"]
+            if pump:
+                ours["x_" + key] = paired_ratio(ours, pump, 0)
+                ours["cpu_x_" + key] = paired_ratio(ours, pump, 1)
+
+
+def paired_ratio(ours, ceiling, field):
+    """The median over repetitions of ours / ceiling, each repetition's
+    pair measured one right after the other. The disk drifts by half
+    from one minute to the next; a ratio of two medians taken from
+    different minutes carries that drift, a ratio within one
+    repetition does not. field: 0 the row's value, 1 its CPU cost."""
+    ratios = []
+    for rep, mine in ours["by_rep"].items():
+        theirs = ceiling["by_rep"].get(rep)
+        if theirs and mine[field] is not None and theirs[field]:
+            ratios.append(mine[field] / theirs[field])
+    return median(ratios)
 
 
 def fmt(value, spec):
