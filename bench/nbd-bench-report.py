@@ -54,7 +54,7 @@ def summarize(runs):
         s.update(unit=ok[0]["unit"], value=median(values), min=min(values),
                  max=max(values))
         s["cpu"], s["cpu_unit"] = cpu_cost(ok)
-        s["by_rep"] = {r["rep"]: (num(r["value"]), cpu_cost([r])[0]) for r in ok}
+        s["by_rep"] = {r["rep"]: (num(r["value"]), run_cost(r)[0]) for r in ok}
         rss = [num(r["rss_kib"]) for r in ok if num(r["rss_kib"])]
         s["rss_mib"] = median(rss) / 1024 if rss else None
         amps = [num(r["alloc_bytes"]) / num(r["written_bytes"]) for r in ok
@@ -66,23 +66,26 @@ def summarize(runs):
     return out
 
 
+def run_cost(r):
+    """One run's server CPU per GiB moved (throughput rows) or per
+    request (IOPS), and its unit; (None, "") if it cannot be told."""
+    cpu = num(r["cpu_s"])
+    if cpu is None:
+        return None, ""
+    if r["unit"] == "IOPS" and num(r["requests"]):
+        return cpu * 1e6 / num(r["requests"]), "us/req"
+    if r["unit"] == "MiB/s" and num(r["bytes"]):
+        return cpu / (num(r["bytes"]) / GIB), "s/GiB"
+    if r["unit"] == "ms":
+        return cpu, "s"
+    return None, ""
+
+
 def cpu_cost(ok):
-    """Server CPU per GiB moved (throughput rows) or per request (IOPS)."""
-    per = []
-    unit = ""
-    for r in ok:
-        cpu = num(r["cpu_s"])
-        if cpu is None:
-            continue
-        if r["unit"] == "IOPS" and num(r["requests"]):
-            per.append(cpu * 1e6 / num(r["requests"]))
-            unit = "us/req"
-        elif r["unit"] == "MiB/s" and num(r["bytes"]):
-            per.append(cpu / (num(r["bytes"]) / GIB))
-            unit = "s/GiB"
-        elif r["unit"] == "ms":
-            per.append(cpu)
-            unit = "s"
+    """The median of the runs' run_cost(), and its unit."""
+    costs = [run_cost(r) for r in ok]
+    per = [c for c, _ in costs if c is not None]
+    unit = next((u for c, u in reversed(costs) if c is not None), "")
     return median(per), unit
 
 
