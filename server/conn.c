@@ -129,18 +129,23 @@ static void conn_resume(void *arg)
     }
 }
 
-/* The first connection of an image goes to the image's own worker, where
- * requests need no hand-over. Later ones (multi-connection clients) go
- * to the worker with the fewest connections: moving bytes through the
- * sockets is most of the work, and it then runs on every core, while
- * only the image I/O is handed to the owner. */
+/* A connection goes to the worker that owns its image, where requests
+ * need no hand-over; images, not connections, are what spreads the load
+ * over the workers. Except later TLS connections of an image
+ * (multi-connection clients): they go to the worker with the fewest
+ * connections, since encryption is most of their work and it then runs
+ * on every core, while only the image I/O is handed to the owner. Plain
+ * connections gain little from that: moving bytes through a socket is
+ * cheap next to a second thread's wake-ups, and four connections
+ * reading a raw image spread over two workers cost 7-12 % more CPU per
+ * GiB for 5-8 % more speed (bench/README.md). */
 static struct worker *place_connection(struct conn *c)
 {
     struct srv_image *im = c->def->image;
     struct worker *best = im->owner;
 
     c->counted_on_image = true;
-    if (atomic_fetch_add(&im->n_conns, 1) == 0)
+    if (atomic_fetch_add(&im->n_conns, 1) == 0 || !c->tls)
         return best;
     for (unsigned i = 0; i < c->srv->n_workers; i++)
         if (atomic_load(&c->srv->workers[i].n_conns) <

@@ -18,6 +18,7 @@
 #     the models.
 #  3. nbdcopy of random data in and out, one and four connections, TCP
 #     and unix; sha256 both ways; after a stop, qemu-img check/compare.
+#     Four connections to one image are all served by its worker.
 #  4. fio's nbd engine, random 4k and sequential 1M writes verified by
 #     crc32c.
 #  5. The read-only export: reads work, writes are refused with EPERM.
@@ -77,7 +78,7 @@ done
 RO_SUM=$(sha256sum < "$img/ro.img")
 
 start_server() {
-    srv_start
+    srv_start "workers: 2"
     # Export files survive a restart in $SRV_EXPORTS; write them once.
     if [ ! -e "$SRV_EXPORTS/raw.yaml" ]; then
         srv_export raw "$img/raw.img" "format: raw"
@@ -259,6 +260,13 @@ for e in raw new incr; do
     [ "$(sha256sum < "$scratch/out.bin")" = "$want2" ] || fail "$e: nbdcopy round trip 2 differs"
     stats_grew $e bytes.write=$((2 * SIZE)) bytes.read=$((2 * SIZE))
 done
+# Four plain connections to one image all stay on the worker that owns
+# it: images, not connections, spread the load (server/conn.c).
+out=$($PY "$top_srcdir/tests/tools/placement-check.py" "$(srv_unix_uri raw)" "$SRV_CTL" 4) ||
+    fail "placement check: $out"
+$PY -c 'import json, sys; c = json.loads(sys.argv[1]); sys.exit(not (len(c) == 2 and max(c) >= 4))' "$out" ||
+    fail "four plain connections of one image on more than one worker: $out"
+echo "plain connections per worker: $out"
 cmp -s "$img/raw.img" "$scratch/src2.bin" || fail "raw.img does not hold what nbdcopy wrote"
 stop_and_check "$scratch/src2.bin" "$scratch/src2.bin"
 

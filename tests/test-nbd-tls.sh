@@ -26,7 +26,7 @@ qemu_psk() {
 }
 
 # --- mode required, X.509 with client certificates, and PSK ---------------
-srv_start "tls:" "  mode: required" "  cert: $creds/server-cert.pem" \
+srv_start "workers: 2" "tls:" "  mode: required" "  cert: $creds/server-cert.pem" \
     "  key: $creds/server-key.pem" "  ca: $creds/ca-cert.pem" \
     "  psk_file: $creds/keys.psk"
 srv_export raw "$scratch/disk.raw"
@@ -47,6 +47,16 @@ for name in raw qcow2; do
         { cat "$scratch/info.txt" >&2; fail "$name: qemu-img info over TLS"; }
     grep -q "virtual size: 16 MiB" "$scratch/info.txt" || fail "$name: qemu-img info size"
 done
+
+# Four TLS connections to one image spread over both workers: their
+# encryption is the work (server/conn.c), and the image's I/O is handed
+# to its owner and back.
+out=$(PYTHONPATH=$top_srcdir/tests/tools "$PYTHON" \
+      "$top_srcdir/tests/tools/placement-check.py" "$(x509_uri raw)" "$SRV_CTL" 4) ||
+    fail "placement check: $out"
+"$PYTHON" -c 'import json, sys; c = json.loads(sys.argv[1]); sys.exit(not (len(c) == 2 and min(c) >= 1))' "$out" ||
+    fail "four TLS connections of one image not spread over both workers: $out"
+echo "TLS connections per worker: $out"
 
 # Many reads in flight at once, of every size around a record's (16 KiB)
 # and spanning a hole: the server gathers reply headers and small reads
