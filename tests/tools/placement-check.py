@@ -3,14 +3,16 @@
 
     placement-check.py URI CONTROL_SOCKET N
 
-Opens N connections to URI (libnbd), reads a block on each so that each
-is past its handshake and serving, then asks server.info how many
-connections each worker holds. Prints the counts as a JSON list, one per
-worker, and closes the connections.
+Waits until the server has no connection (those of earlier clients may
+still be closing), opens N connections to URI (libnbd), reads a block
+on each so that each is past its handshake and serving, then asks
+server.info how many connections each worker holds. Prints the counts
+as a JSON list, one per worker, and closes the connections.
 """
 import json
 import os
 import sys
+import time
 
 import nbd
 
@@ -22,6 +24,12 @@ rpc = import_module("nbd-rpc")
 
 def main():
     uri, ctl, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    deadline = time.monotonic() + 30
+    while rpc.call(ctl, "server.info")["result"]["connections"]:
+        if time.monotonic() > deadline:
+            print("earlier connections still open after 30 s")
+            return 1
+        time.sleep(0.05)
     handles = []
     for _ in range(n):
         h = nbd.NBD()
