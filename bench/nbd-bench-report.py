@@ -53,8 +53,10 @@ def summarize(runs):
         values = [num(r["value"]) for r in ok]
         s.update(unit=ok[0]["unit"], value=median(values), min=min(values),
                  max=max(values))
-        s["cpu"], s["cpu_unit"] = cpu_cost(ok)
-        s["by_rep"] = {r["rep"]: (num(r["value"]), run_cost(r)[0]) for r in ok}
+        costs = [run_cost(r) for r in ok]
+        s["cpu"], s["cpu_unit"] = median_cost(costs)
+        s["by_rep"] = {r["rep"]: (num(r["value"]), cost)
+                       for r, (cost, _) in zip(ok, costs)}
         rss = [num(r["rss_kib"]) for r in ok if num(r["rss_kib"])]
         s["rss_mib"] = median(rss) / 1024 if rss else None
         amps = [num(r["alloc_bytes"]) / num(r["written_bytes"]) for r in ok
@@ -81,11 +83,10 @@ def run_cost(r):
     return None, ""
 
 
-def cpu_cost(ok):
-    """The median of the runs' run_cost(), and its unit."""
-    costs = [run_cost(r) for r in ok]
+def median_cost(costs):
+    """The median of a row's run_cost() pairs, and their unit."""
     per = [c for c, _ in costs if c is not None]
-    unit = next((u for c, u in reversed(costs) if c is not None), "")
+    unit = next((u for c, u in costs if c is not None), "")
     return median(per), unit
 
 

@@ -264,7 +264,7 @@ done
 # it: images, not connections, spread the load (server/conn.c).
 out=$($PY "$top_srcdir/tests/tools/placement-check.py" "$(srv_unix_uri raw)" "$SRV_CTL" 4) ||
     fail "placement check: $out"
-$PY -c 'import json, sys; c = json.loads(sys.argv[1]); sys.exit(sorted(c) != [0, 4])' "$out" ||
+[ "$out" = "0 4" ] ||
     fail "four plain connections of one image on more than one worker: $out"
 echo "plain connections per worker: $out"
 cmp -s "$img/raw.img" "$scratch/src2.bin" || fail "raw.img does not hold what nbdcopy wrote"

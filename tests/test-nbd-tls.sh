@@ -54,7 +54,7 @@ done
 out=$(PYTHONPATH=$top_srcdir/tests/tools "$PYTHON" \
       "$top_srcdir/tests/tools/placement-check.py" "$(x509_uri raw)" "$SRV_CTL" 4) ||
     fail "placement check: $out"
-"$PYTHON" -c 'import json, sys; c = json.loads(sys.argv[1]); sys.exit(not (len(c) == 2 and min(c) >= 1 and sum(c) == 4))' "$out" ||
+case $out in "1 3" | "2 2") ;; *) false ;; esac ||
     fail "four TLS connections of one image not spread over both workers: $out"
 echo "TLS connections per worker: $out"
 
