@@ -41,6 +41,7 @@ struct sd_img {
     uint64_t size;             /* virtual size in bytes */
     bool writable;
     bool direct_data;          /* passed on to the backing chain */
+    bool locked;               /* took (some of) the image locks */
     struct sd_img *backing;    /* owned; NULL when none */
     unsigned chain_depth;      /* 0 for the top image */
     struct sd_img *parent;     /* the overlay above us, while opening */

@@ -49,7 +49,11 @@ static void img_free(struct sd_img *img)
 {
     if (!img)
         return;
-    blk_close(img->file);       /* drops the image's locks */
+    /* Now, not with the description's last reference (lock.c). A
+     * failure leaves them to that last reference: nothing to add. */
+    if (img->locked)
+        (void)img_lock_release(img->file->fd);
+    blk_close(img->file);
     free(img->path);
     free(img->corrupt_reason);
     free(img->corrupt_message);
@@ -113,6 +117,7 @@ static int img_open_depth(struct sd_img **out, const char *path,
     if (ret < 0)
         goto out_free;
     if (!opts->no_lock && !opts->force_share) {
+        img->locked = true;     /* a failure may have taken some bytes */
         ret = img_lock_acquire(img->file->fd, path, opts->writable, err);
         if (ret < 0)
             goto out_free;

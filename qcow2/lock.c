@@ -29,9 +29,17 @@
  *           backing file must not change under us; qemu-img info works)
  *
  * Which descriptor holds the locks: the image's own open file
- * description. Its last close drops every byte at once, with no unlock
- * step that could fail half way, and a failed acquire needs no undo: the
- * caller closes the file. The engine never reopens that descriptor (the
+ * description, so a failed acquire needs no undo of its own. The locks go
+ * with the description's last reference, which is not always the
+ * image's close: io_uring may hold a reference to the description for a
+ * finished request until its ring next runs deferred work, or until the
+ * ring is torn down, and an image reopened in that window (a reload, the
+ * next job, qemu-img) was refused as "locked by another process" (the
+ * nbd-session fuzzer found it). So the engine drops its bytes with one
+ * unlock of the whole file just before it closes the image: nothing
+ * else of ours locks that description, and an unlock of a range in one
+ * piece cannot fail for want of memory. The engine never reopens that
+ * descriptor (the
  * O_DIRECT twin blkfile.c opens is a description of its own that holds
  * no locks). An earlier version locked a private reopen through
  * /proc/self/fd; that open was a tenth of the time a reload spends on an
@@ -332,4 +340,17 @@ int img_lock_acquire(int fd, const char *path, bool writable,
 {
     return lock_and_check(fd, path, writable ? &writer_mode : &reader_mode,
                           err);
+}
+
+int img_lock_release(int fd)
+{
+    struct flock fl;
+
+    /* Offset 0, length 0: every byte, ours and any a future qemu adds. */
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
+        return -errno;
+    return 0;
 }

@@ -51,9 +51,14 @@ if [ "${1:-}" != --quick ]; then
             CC=clang ../configure -q --enable-fuzzing --enable-sanitizers; } &&
         make -s -j"$(nproc)" >/dev/null) &&
         FUZZ_BUILDDIR="$(pwd)/build-fuzz/fuzz" \
-            ./fuzz/run-smoke.sh -runs=20000 -max_total_time=90 2>&1 | tail -5; then
+            ./fuzz/run-smoke.sh -runs=20000 -max_total_time=90 \
+            >build-fuzz/smoke.log 2>&1; then
+        tail -n 5 build-fuzz/smoke.log
         passed=$((passed + 1))
     else
+        # The whole failing report: the crash's stack and the input's
+        # bytes are what a reader needs when only CI saw it.
+        tail -n 120 build-fuzz/smoke.log
         echo "run-tests: fuzzing failed"
         failed=$((failed + 1)); status=1
     fi

@@ -208,6 +208,37 @@ Test(lock, closing_the_image_fd_releases_the_lock)
                  "qemu-io write refused after the close: %s", out);
 }
 
+/* A close is not the release while something else still refers to the
+ * description: io_uring can, for a request that has finished. dup() is
+ * that other reference here. img_lock_release() is the release all the
+ * same, for us and for qemu. */
+Test(lock, release_drops_the_locks_while_the_description_lives_on)
+{
+    char out[OUT_MAX];
+    struct sd_error err;
+    struct held h, again;
+    int other_ref;
+
+    hold(&h, qcow2_path, true);
+    other_ref = dup(h.fd);
+    cr_assert_geq(other_ref, 0);
+    let_go(&h);
+    cr_assert_eq(try_hold(&again, qcow2_path, true, &err), -EBUSY,
+                 "the close alone released the locks: %s", err.msg);
+
+    hold(&h, raw_path, true);
+    close(other_ref);
+    other_ref = dup(h.fd);
+    cr_assert_geq(other_ref, 0);
+    cr_assert_eq(img_lock_release(h.fd), 0);
+    let_go(&h);
+    hold(&again, raw_path, true);
+    let_go(&again);
+    cr_assert_eq(qemu_write("raw", raw_path, out, sizeof(out)), 0,
+                 "qemu-io write refused after the release: %s", out);
+    close(other_ref);
+}
+
 /* A qemu-io kept alive on a pipe: it holds the image until stdin closes. */
 struct bg_qemu {
     pid_t pid;
@@ -392,4 +423,5 @@ Test(lock, bad_fd_is_reported)
 
     cr_assert_eq(img_lock_acquire(-1, raw_path, true, &err), -EBADF);
     cr_assert_not_null(strstr(err.msg, raw_path), "%s", err.msg);
+    cr_assert_eq(img_lock_release(-1), -EBADF);
 }
