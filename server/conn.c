@@ -139,6 +139,15 @@ static void conn_resume(void *arg)
  * cheap next to a second thread's wake-ups, and four connections
  * reading a raw image spread over two workers cost 7-12 % more CPU per
  * GiB for 5-8 % more speed (bench/README.md). */
+/* w's connections other than c, which is counted on the worker it made
+ * its handshake on until it is placed. */
+static unsigned others_on(const struct worker *w, const struct conn *c)
+{
+    unsigned n = atomic_load(&w->n_conns);
+
+    return w == c->worker && n > 0 ? n - 1 : n;
+}
+
 static struct worker *place_connection(struct conn *c)
 {
     struct srv_image *im = c->def->image;
@@ -148,8 +157,7 @@ static struct worker *place_connection(struct conn *c)
     if (atomic_fetch_add(&im->n_conns, 1) == 0 || !c->tls)
         return best;
     for (unsigned i = 0; i < c->srv->n_workers; i++)
-        if (atomic_load(&c->srv->workers[i].n_conns) <
-            atomic_load(&best->n_conns))
+        if (others_on(&c->srv->workers[i], c) < others_on(best, c))
             best = &c->srv->workers[i];
     return best;
 }
