@@ -262,8 +262,12 @@ static long handle_one(void *ctx, const char *q, size_t avail)
     size_t need = pump_request_bytes(&r);
     size_t reply = r.type != CMD_READ ? REPLY_BYTES
                    : pump_read_head_bytes(p->structured) + r.len;
-    if (avail < need || p->tx_len + reply > TX_BYTES)
+    if (avail < need)
         return 0;
+    if (p->tx_len + reply > TX_BYTES) {
+        p->tx_full = true;
+        return 0;
+    }
     int err = 0;
     ssize_t n;
     switch (r.type) {
@@ -307,22 +311,29 @@ int pump_consume(struct pump *p, pump_take_fn *take, void *ctx)
 
 static int handle_received(struct pump *p)
 {
+    p->tx_full = false;
     return pump_consume(p, handle_one, p);
 }
 
 /* One trip into the kernel: send what replies are unsent and, unless
- * closing, receive what has come, waiting for at least one of them. */
+ * closing, receive what has come, waiting for both. A client with its
+ * whole window sent (nbdcopy's 64 reads of 256 KiB are twice tx) sends
+ * nothing more until it has its replies, so the receive must not wait
+ * for what the send holds back: the send goes whole (MSG_WAITALL, not
+ * a part as the socket takes it), and there is no receive while a
+ * request already here waits for room for its reply. */
 static int exchange(struct pump *p)
 {
     struct io_uring_sqe *sqe;
     struct io_uring_cqe *cqe;
     unsigned waiting = 0;
-    bool receiving = !p->closing && p->rx_len < RX_BYTES;
+    bool receiving = !p->closing && !p->tx_full && p->rx_len < RX_BYTES;
 
     if (p->tx_sent < p->tx_len) {
         sqe = io_uring_get_sqe(&p->ring);
         io_uring_prep_send(sqe, p->sock, p->tx + p->tx_sent,
-                           p->tx_len - p->tx_sent, MSG_NOSIGNAL);
+                           p->tx_len - p->tx_sent,
+                           MSG_NOSIGNAL | MSG_WAITALL);
         io_uring_sqe_set_data64(sqe, 1);
         waiting++;
     }
@@ -368,7 +379,7 @@ static int transmit(struct pump *p)
     int ret;
 
     p->rx_len = p->tx_len = p->tx_sent = 0;
-    p->closing = false;
+    p->closing = p->tx_full = false;
     do {
         if ((ret = exchange(p)) < 0 || (ret = handle_received(p)) < 0)
             return ret;

@@ -40,6 +40,7 @@ struct pump {
     size_t rx_len;              /* bytes received, not yet handled */
     size_t tx_len, tx_sent;     /* replies queued; of them, sent */
     bool closing;
+    bool tx_full;               /* a request waits for room in tx */
     bool pipelined;             /* --ring: pump_transmit_ring */
     bool offer_structured;      /* --structured */
     bool structured;            /* the client took structured replies */

@@ -5,7 +5,9 @@
 # clients negotiate: in both of its loops, with and without structured
 # replies, libnbd reads back what the file holds and what it wrote, and
 # a failed read is an error reply after which the connection still
-# serves. A ceiling that answered wrongly would measure nothing.
+# serves; and nbdcopy's window of 64 reads of 256 KiB, twice what the
+# plain loop holds of replies, is read whole (it used to wait forever).
+# A ceiling that answered wrongly would measure nothing.
 . "${top_srcdir:-..}/tests/functions.sh"
 
 # libnbd's binding is for the system's python.
@@ -15,7 +17,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 pump=$top_builddir/bench/nbd-pump
 [ -x "$pump" ] || fail "no $pump (build first)"
 
-head -c $((4 << 20)) /dev/urandom > "$scratch/disk.raw" || fail "no test file"
+head -c $((32 << 20)) /dev/urandom > "$scratch/disk.raw" || fail "no test file"
 pump_pid=
 cleanup_fn 'kill $pump_pid 2>/dev/null; wait $pump_pid 2>/dev/null'
 
@@ -57,6 +59,12 @@ assert h.pread(512, 12288) == data[:512], "read after the error"
 h.shutdown()
 EOF
         fail "nbd-pump $* answered wrongly"
+    timeout 60 nbdcopy -C 1 --requests=64 --request-size=262144 \
+        "nbd+unix:///?socket=$sock" "$scratch/copy.raw" ||
+        fail "nbd-pump $*: nbdcopy's 64 x 256 KiB window did not read back"
+    cmp "$scratch/disk.raw" "$scratch/copy.raw" ||
+        fail "nbd-pump $*: nbdcopy read other bytes than the file holds"
+    rm -f "$scratch/copy.raw"
     kill "$pump_pid"
     wait "$pump_pid" 2>/dev/null
     pump_pid=
