@@ -39,11 +39,10 @@
  * unlock of the whole file just before it closes the image: nothing
  * else of ours locks that description, and an unlock of a range in one
  * piece cannot fail for want of memory. The engine never reopens that
- * descriptor (the
- * O_DIRECT twin blkfile.c opens is a description of its own that holds
- * no locks). An earlier version locked a private reopen through
- * /proc/self/fd; that open was a tenth of the time a reload spends on an
- * image.
+ * descriptor (the O_DIRECT twin blkfile.c opens is a description of its
+ * own that holds no locks). An earlier version locked a private reopen
+ * through /proc/self/fd; that open was a tenth of the time a reload
+ * spends on an image.
  *
  * Two opens of one file in one process get two descriptions, so they
  * conflict with each other exactly as two processes would: a second

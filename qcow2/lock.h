@@ -14,11 +14,12 @@ struct sd_error;
 /* Lock the file open as fd: a writer takes the write permission and
  * refuses to share it; a reader (e.g. a backing file) takes consistent
  * read and refuses to share write. The locks belong to fd's open file
- * description and last until img_lock_release() or its last reference
- * goes; after a failure, img_lock_release() drops whatever was taken. Returns -EBUSY, with a one-line message
- * naming path, when another process (or another open of the same file in
- * this one) holds the image in an incompatible way; another negative
- * errno if locking itself fails. */
+ * description and last until img_lock_release() or until its last
+ * reference goes; after a failure, img_lock_release() drops whatever was
+ * taken. Returns -EBUSY, with a one-line message naming path, when
+ * another process (or another open of the same file in this one) holds
+ * the image in an incompatible way; another negative errno if locking
+ * itself fails. */
 int img_lock_acquire(int fd, const char *path, bool writable,
                      struct sd_error *err);
 

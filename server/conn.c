@@ -129,6 +129,15 @@ static void conn_resume(void *arg)
     }
 }
 
+/* w's connections other than c, which is counted on the worker it made
+ * its handshake on until it is placed. */
+static unsigned others_on(const struct worker *w, const struct conn *c)
+{
+    unsigned n = atomic_load(&w->n_conns);
+
+    return w == c->worker && n > 0 ? n - 1 : n;
+}
+
 /* A connection goes to the worker that owns its image, where requests
  * need no hand-over; images, not connections, are what spreads the load
  * over the workers. Except later TLS connections of an image
@@ -139,15 +148,6 @@ static void conn_resume(void *arg)
  * cheap next to a second thread's wake-ups, and four connections
  * reading a raw image spread over two workers cost 7-12 % more CPU per
  * GiB for 5-8 % more speed (bench/README.md). */
-/* w's connections other than c, which is counted on the worker it made
- * its handshake on until it is placed. */
-static unsigned others_on(const struct worker *w, const struct conn *c)
-{
-    unsigned n = atomic_load(&w->n_conns);
-
-    return w == c->worker && n > 0 ? n - 1 : n;
-}
-
 static struct worker *place_connection(struct conn *c)
 {
     struct srv_image *im = c->def->image;
