@@ -193,8 +193,8 @@ Test(lock, our_reader_refuses_qemu_writers_only)
     let_go(&h);
 }
 
-/* The locks live exactly as long as the image's fd: closing it is the
- * release, so an image closed by any path leaves nothing behind. */
+/* With nothing else referring to the image's description, closing its
+ * fd is the release (for when something else does, see below). */
 Test(lock, closing_the_image_fd_releases_the_lock)
 {
     char out[OUT_MAX];
